@@ -1,0 +1,56 @@
+// The `warden` command. Each command group lives in its own module; this file
+// only dispatches and turns errors into exit codes.
+import { readFileSync } from "node:fs";
+import { type CliIO, EXIT, processIO, UsageError } from "./io.js";
+import { policyCommand } from "./policy-commands.js";
+
+const HELP = `Usage: warden <command> [options]
+
+Warden governs what AI agents may do with their tools, outside the model.
+
+Commands:
+  policy validate PATH...          check policy files and directories
+  policy eval     --policy PATH --input FILE|-
+  policy explain  --policy PATH --input FILE|-
+  policy test     PATH...          run PolicyTest suites
+
+Run "warden policy --help" for details. Options: --help, --version.
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
+  const [group, ...rest] = argv;
+  try {
+    switch (group) {
+      case "policy":
+        return await policyCommand(rest, io);
+      case "--version":
+      case "-v":
+        io.stdout(`warden ${version()}\n`);
+        return EXIT.ok;
+      case "--help":
+      case "-h":
+      case "help":
+        io.stdout(HELP);
+        return EXIT.ok;
+      case undefined:
+        io.stderr(HELP);
+        return EXIT.unusable;
+      default:
+        throw new UsageError(`unknown command "${group}"; run warden --help`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr(`warden: ${err.message}\n`);
+      return EXIT.unusable;
+    }
+    io.stderr(`warden: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return EXIT.unusable;
+  }
+}
