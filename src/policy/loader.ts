@@ -186,7 +186,7 @@ function offsetOf(nodes: NodeIndex, pointer: string, fallback: number): number {
 
 /**
  * File offset of a character inside a string scalar. Exact for plain and
- * quoted one-line scalars without escapes and for block scalars; otherwise
+ * quoted one-line scalars without escapes and for literal block scalars; otherwise
  * it points at the scalar itself.
  */
 function stringOffset(text: string, node: Node | undefined, offset: number, fallback: number): number {
@@ -199,26 +199,19 @@ function stringOffset(text: string, node: Node | undefined, offset: number, fall
     case "QUOTE_DOUBLE":
     case "QUOTE_SINGLE":
       return raw.includes("\n") || /\\|''/.test(raw) ? start : start + 1 + offset;
-    case "BLOCK_LITERAL":
-    case "BLOCK_FOLDED": {
+    case "BLOCK_LITERAL": {
+      // Line k of a literal block's value is content line k after the header (| or |-).
       const value = String(node.value);
       const before = value.slice(0, offset);
       const lineIndex = before.split("\n").length - 1;
       const col = offset - (before.lastIndexOf("\n") + 1);
       const lines = raw.split("\n");
-      // lines[0] is the header (| or >); content lines follow with a common indent.
-      let seen = -1;
+      // The block's indentation is that of its first non-empty line; deeper indentation is part of the value.
+      const firstContent = lines.slice(1).find((l) => l.trim() !== "") ?? "";
+      const blockIndent = firstContent.length - firstContent.trimStart().length;
       let pos = start;
-      for (let i = 0; i < lines.length; i++) {
-        const line = lines[i] as string;
-        if (i > 0 && line.trim() !== "") seen++;
-        if (i > 0 && seen === lineIndex && line.trim() !== "") {
-          const indent = line.length - line.trimStart().length;
-          return pos + indent + col;
-        }
-        pos += line.length + 1;
-      }
-      return start;
+      for (let i = 0; i <= lineIndex && i < lines.length; i++) pos += (lines[i] as string).length + 1;
+      return lineIndex + 1 < lines.length ? pos + blockIndent + col : start;
     }
     default:
       return start;

@@ -195,7 +195,8 @@ function readObject(node: Node | null, schema: ObjectSchema, path: string, ctx: 
         nodeOffset(pair.key as Node, at),
         `unknown field "${key}" in ${schema.what}${didYouMean(key, known)}; allowed fields: ${known.join(", ")}`,
       );
-      ok = false;
+      // The error already stops the policy set from loading; keep reading so later checks
+      // (CEL, schemas) can report their problems in the same run.
       continue;
     }
     ctx.nodes.set(`${keyPath}#key`, pair.key as Node);

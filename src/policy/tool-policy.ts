@@ -336,7 +336,7 @@ export interface PolicyResult {
 /** Per-decision state shared by every policy that evaluates the same call. */
 export class CallContext {
   private bindings: Record<string, unknown> | undefined;
-  private limitProblem: string | undefined | null = null;
+  private limitProblem: string | undefined;
 
   constructor(
     readonly input: DecisionInput,
@@ -345,11 +345,17 @@ export class CallContext {
 
   /** CEL bindings, built on first use; an error string when the input exceeds the evaluation limits. */
   celBindings(): Record<string, unknown> | string {
-    if (this.limitProblem === null) this.limitProblem = measureValue(this.input, this.valueLimits, "the call's input");
-    if (this.limitProblem !== undefined) return this.limitProblem;
     if (this.bindings) return this.bindings;
-    const { agent, user, request, session } = this.input;
-    const nowMs = this.input.now;
+    if (this.limitProblem !== undefined) return this.limitProblem;
+    const check = measureValue(this.input, this.valueLimits, "the call's input");
+    if (check.problem !== undefined) {
+      this.limitProblem = check.problem;
+      return check.problem;
+    }
+    // CEL's input conversion only takes ordinary objects; normalise the rare input that has others.
+    const input = check.plain ? this.input : (JSON.parse(JSON.stringify(this.input)) as DecisionInput);
+    const { agent, user, request, session } = input;
+    const nowMs = input.now;
     let now: unknown;
     this.bindings = {
       request: { ...request, method: request.method ?? "tools/call", arguments: request.arguments ?? {} },

@@ -68,7 +68,8 @@ export function parseYamlSource(file: string, text: string): ParsedSource {
       sink.warning(w.pos[0], w.message.split("\n")[0] ?? w.message);
     }
     checkTags(doc, text, sink, lines, reportedLines);
-    if (doc.contents === null && doc.errors.length === 0) continue; // empty document, e.g. a trailing ---
+    const empty = doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null);
+    if (empty && doc.errors.length === 0) continue; // an empty document, e.g. after a trailing ---
     documents.push({ doc, start: doc.contents?.range?.[0] ?? doc.range[0] });
   }
   return { text, sink, documents, lines };

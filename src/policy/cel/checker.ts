@@ -45,6 +45,8 @@ const TYPE_IDENTIFIERS = [
   "null_type",
   "type",
   "dyn",
+  "google.protobuf.Timestamp",
+  "google.protobuf.Duration",
 ];
 
 /** Operators and macros get their own rules; everything else must be an overload the library has. */
@@ -108,6 +110,15 @@ export function checkExpression(root: Expr, opts: CheckOptions): { type: Type; p
       case "selectExpr": {
         const { operand, field, testOnly } = kind.value;
         if (!operand) return T.dyn;
+        // `a.b.c` may name a declared variable "a.b.c" (or "a.b", then field c) or a
+        // type such as google.protobuf.Timestamp: CEL resolves the longest such
+        // prefix first, unless a comprehension variable shadows its first segment.
+        const qualified = testOnly ? undefined : qualifiedName(e);
+        if (qualified !== undefined && !scope.has(qualified.slice(0, qualified.indexOf(".")))) {
+          const declared = opts.variables[qualified];
+          if (declared) return declared;
+          if (TYPE_IDENTIFIERS.includes(qualified)) return T.type;
+        }
         const t = visit(operand, scope, depth + 1, dataLoops);
         const fieldType = selectField(e, t, field, operand);
         return testOnly ? T.bool : fieldType;
@@ -321,6 +332,19 @@ function constantType(c: Constant): Type {
     default:
       return T.dyn;
   }
+}
+
+/** "a.b.c" for a chain of field selections on an identifier, else undefined. */
+function qualifiedName(e: Expr): string | undefined {
+  const parts: string[] = [];
+  let cur: Expr | undefined = e;
+  while (cur?.exprKind.case === "selectExpr" && !cur.exprKind.value.testOnly) {
+    parts.unshift(cur.exprKind.value.field);
+    cur = cur.exprKind.value.operand;
+  }
+  if (cur?.exprKind.case !== "identExpr") return undefined;
+  parts.unshift(cur.exprKind.value.name);
+  return parts.join(".");
 }
 
 function isLiteralCollection(e: Expr): boolean {

@@ -196,20 +196,31 @@ export const DEFAULT_VALUE_LIMITS: Readonly<ValueLimits> = Object.freeze({
   maxTotalChars: 1_048_576,
 });
 
+export interface ValueCheck {
+  /** Why the value cannot be handed to CEL, if it cannot. */
+  problem?: string;
+  /**
+   * False when some object lacks Object.prototype (e.g. Object.create(null)) or has an undefined
+   * member: JSON-equivalent, but CEL's input conversion rejects them.
+   */
+  plain: boolean;
+}
+
 /**
  * Checks that a JSON value is within the limits for CEL input, and that it is
- * JSON-shaped (CEL cannot represent undefined or functions). Returns a reason
- * when it is not. Linear in the size of the value, stopping at the first excess.
+ * JSON-shaped (CEL cannot represent undefined or functions). Linear in the
+ * size of the value, stopping at the first excess.
  */
-export function measureValue(value: unknown, limits: Readonly<ValueLimits>, name: string): string | undefined {
+export function measureValue(value: unknown, limits: Readonly<ValueLimits>, name: string): ValueCheck {
   let chars = 0;
+  let plain = true;
+  const tooMuchText = () =>
+    `${name} holds more than ${limits.maxTotalChars} characters of text (limit for policy evaluation)`;
   const walk = (v: unknown, depth: number, path: string): string | undefined => {
     switch (typeof v) {
       case "string":
         chars += v.length;
-        return chars > limits.maxTotalChars
-          ? `${name} holds more than ${limits.maxTotalChars} characters of text (limit for policy evaluation)`
-          : undefined;
+        return chars > limits.maxTotalChars ? tooMuchText() : undefined;
       case "number":
         return Number.isFinite(v) ? undefined : `${name}${path} is not a finite number`;
       case "boolean":
@@ -229,22 +240,27 @@ export function measureValue(value: unknown, limits: Readonly<ValueLimits>, name
           }
           return undefined;
         }
+        if (Object.getPrototypeOf(v) !== Object.prototype) plain = false;
         const keys = Object.keys(v);
         if (keys.length > limits.maxCollectionEntries) {
           return `${name}${path} has ${keys.length} entries; policy evaluation accepts at most ${limits.maxCollectionEntries}`;
         }
         for (const k of keys) {
+          const member = (v as Record<string, unknown>)[k];
+          if (member === undefined) {
+            plain = false; // absent, as in JSON, but CEL's conversion would trip over it
+            continue;
+          }
           chars += k.length;
-          const r = walk((v as Record<string, unknown>)[k], depth + 1, `${path}.${k}`);
+          const r = walk(member, depth + 1, `${path}.${k}`);
           if (r) return r;
         }
-        return chars > limits.maxTotalChars
-          ? `${name} holds more than ${limits.maxTotalChars} characters of text (limit for policy evaluation)`
-          : undefined;
+        return chars > limits.maxTotalChars ? tooMuchText() : undefined;
       }
       default:
         return `${name}${path} is a ${typeof v}, which is not a JSON value`;
     }
   };
-  return walk(value, 0, "");
+  const problem = walk(value, 0, "");
+  return problem === undefined ? { plain } : { problem, plain };
 }

@@ -1,0 +1,224 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { TOOL_POLICY_VARIABLES } from "../../src/policy/cel/environments.js";
+import { CelEnvironment, isCompiled, measureValue } from "../../src/policy/cel/runtime.js";
+import { T } from "../../src/policy/cel/types.js";
+import { call, errorsOf, policySet, toolPolicy } from "../helpers/policies.js";
+
+const env = new CelEnvironment({ variables: TOOL_POLICY_VARIABLES });
+
+function problems(source: string): string[] {
+  const r = env.compile(source, T.bool);
+  return isCompiled(r) ? [] : r.problems.map((p) => p.message);
+}
+
+function rejects(source: string, pattern: RegExp) {
+  const found = problems(source);
+  assert.ok(
+    found.some((m) => pattern.test(m)),
+    `expected ${pattern} for ${source}, got ${JSON.stringify(found)}`,
+  );
+}
+
+describe("CEL: rejected when the policy loads", () => {
+  it("unknown variables, fields, functions and methods, with suggestions", () => {
+    rejects("requst.tool == 'x'", /unknown variable "requst" \(did you mean "request"\?\)/);
+    rejects("request.argumentz.base == 'x'", /request has no field "argumentz" \(did you mean "arguments"\?\)/);
+    rejects("request.arguments.base.matchez('main')", /unknown method "matchez" \(did you mean "matches"\?\)/);
+    rejects("sizee(request.tool) > 1", /unknown function "sizee" \(did you mean "size"\?\)/);
+    rejects("agent.labelz['team'] == 'x'", /agent has no field "labelz"/);
+  });
+
+  it("wrong arity, impossible operand types and methods called as functions", () => {
+    rejects("size() == 0", /takes 1 argument/);
+    rejects("request.tool + 1 == 'x1'", /no overload of operator \+ accepts \(string, int\)/);
+    rejects("request.tool.startsWith(1)", /no overload of "startsWith" accepts \(string, int\)/);
+    rejects("now > 5", /no overload of operator > accepts \(google\.protobuf\.Timestamp, int\)/);
+    rejects("!request.tool", /no overload of operator ! accepts \(string\)/);
+    rejects("request.tool && true", /operand of && must be a bool, not string/);
+  });
+
+  it("conditions that can never be boolean", () => {
+    rejects("request.tool", /expression has type string, but a bool is needed here/);
+    rejects("size(request.arguments)", /type int, but a bool/);
+    assert.deepEqual(
+      problems("request.arguments.flag"),
+      [],
+      "dyn: only the data can tell, so it is checked when evaluated",
+    );
+  });
+
+  it("syntax errors, with their offset inside the expression", () => {
+    const r = env.compile("request.tool == 'x' &&", T.bool);
+    assert.ok(!isCompiled(r));
+    assert.match(r.problems[0]?.message ?? "", /^syntax error/);
+    assert.equal(r.problems[0]?.offset, 20);
+  });
+
+  it("limits: length, bracket nesting, nested comprehensions over data, regex literals", () => {
+    rejects(`request.tool == '${"x".repeat(9000)}'`, /9018 characters long; the limit is 8192/);
+    rejects(`${"(".repeat(40)}true${")".repeat(40)}`, /nested more than 32 deep/);
+    rejects(
+      "request.arguments.a.exists(x, request.arguments.b.exists(y, x == y))",
+      /comprehensions over request data may not be nested/,
+    );
+    rejects("request.tool.matches('(a')", /invalid regular expression \(RE2 syntax\)/);
+    rejects("request.tool.matches('(?=lookahead)')", /invalid regular expression/);
+    rejects(`request.tool.matches('${"a".repeat(3000)}')`, /regular expression is 3000 characters long/);
+    rejects(
+      "google.protobuf.Timestamp{seconds: 1} < now",
+      /creating protobuf messages .* is not supported|unknown variable/,
+    );
+  });
+
+  it("accepts the expressions policies are written with", () => {
+    for (const ok of [
+      "!request.arguments.base.matches('main|production')",
+      "request.arguments.amount <= 1000 && request.arguments.currency in ['EUR', 'USD']",
+      "has(request.arguments.path) ? request.arguments.path.startsWith('/tmp/') : false",
+      "user.groups.exists(g, g in ['sre', 'admins'])",
+      "request.arguments.to.all(r, ['a.com', 'b.com'].exists(d, r.endsWith(d)))",
+      "session.calls[request.tool] + 1 > 3 || !('tainted' in session.labels)",
+      "now > timestamp('2026-01-01T00:00:00Z') && now - timestamp('2026-01-01T00:00:00Z') < duration('8760h')",
+      "agent.labels['team'] == 'platform' && agent.vendor != 'unknown'",
+      "size(request.arguments.content) < 100000",
+      "type(request.arguments.n) == int || type(request.arguments.n) == double",
+      "request.arguments.items.map(i, i.price).filter(p, p > 10.0).size() == 0",
+    ]) {
+      assert.deepEqual(problems(ok), [], ok);
+    }
+  });
+
+  it("reports CEL problems at their line and column in the YAML file", () => {
+    const plain = errorsOf(
+      toolPolicy("p", "  - tools: [a]\n    action: allow\n    conditions:\n      - cel: request.tool.matchez('x')\n"),
+    )[0];
+    assert.equal(plain?.line, 11);
+    assert.equal(plain?.col, 26, 'the column of ".matchez" inside the scalar');
+    const block = errorsOf(
+      toolPolicy(
+        "p",
+        "  - tools: [a]\n    action: allow\n    conditions:\n      - cel: |\n          request.tool == 'x' &&\n            requst.id == 'y'\n",
+      ),
+    )[0];
+    assert.equal(block?.line, 13);
+    assert.equal(block?.col, 13);
+    assert.match(block?.message ?? "", /^CEL: unknown variable "requst"/);
+  });
+});
+
+describe("CEL: evaluation errors never allow", () => {
+  const set = policySet(
+    toolPolicy(
+      "p",
+      `  - tools: [a]
+    action: allow
+    conditions:
+      - cel: "request.arguments.amount <= 100"
+  - tools: [b]
+    action: deny
+    conditions:
+      - cel: "request.arguments.flag"
+  - tools: [b]
+    action: allow
+`,
+    ),
+  );
+
+  it("a missing key denies, with the CEL error as reason", () => {
+    const d = set.decide(call("a", { other: 1 }));
+    assert.equal(d.decision, "deny");
+    assert.deepEqual(d.rule, { index: 0, name: null });
+    assert.match(
+      d.reason,
+      /condition rules\[0\]\.conditions\[0\] of ToolPolicy p could not be evaluated \(.*amount.*\); a condition that cannot be evaluated denies/,
+    );
+  });
+
+  it("a wrong type denies", () => {
+    assert.equal(set.decide(call("a", { amount: "lots" })).decision, "deny");
+    assert.equal(set.decide(call("a", { amount: 5 })).decision, "allow");
+  });
+
+  it("a non-boolean result denies, even on a deny rule that would otherwise be skipped", () => {
+    const d = set.decide(call("b", { flag: "yes" }));
+    assert.equal(d.decision, "deny");
+    assert.match(d.reason, /evaluated to a string, not a bool/);
+    assert.equal(set.decide(call("b", { flag: false })).decision, "allow");
+    assert.equal(
+      set.decide(call("b", {})).decision,
+      "deny",
+      "missing flag: error, so deny rather than skipping to allow",
+    );
+  });
+});
+
+describe("CEL: hostile input", () => {
+  it("decides the catastrophic-backtracking case by RE2 in linear time", () => {
+    const set = policySet(
+      toolPolicy(
+        "p",
+        "  - tools: [search]\n    action: allow\n    conditions:\n      - cel: \"request.arguments.q.matches('(a+)+$')\"\n",
+      ),
+    );
+    const q = `${"a".repeat(5000)}!`;
+    const started = performance.now();
+    const d = set.decide(call("search", { q }));
+    const ms = performance.now() - started;
+    assert.equal(d.decision, "deny", "(a+)+$ does not match a string ending in !, so the allow rule does not apply");
+    assert.equal(set.decide(call("search", { q: "aaaa" })).decision, "allow");
+    // Hang guard only (a backtracking engine needs ~2^5000 steps); the figure is in the benchmark.
+    assert.ok(ms < 2000, `took ${ms} ms`);
+  });
+
+  it("refuses to hand CEL values over the size limits, and says so", () => {
+    const set = policySet(
+      toolPolicy(
+        "p",
+        `  - tools: [w]\n    action: allow\n    conditions: [{cel: "size(request.arguments.items) < 100000"}]\n  - tools: [free]\n    action: allow\n`,
+      ),
+    );
+    const wide = set.decide(call("w", { items: new Array(10_001).fill(0) }));
+    assert.equal(wide.decision, "deny");
+    assert.match(wide.reason, /has 10001 entries; policy evaluation accepts at most 10000/);
+    const long = set.decide(call("w", { items: ["x".repeat(1_100_000)] }));
+    assert.match(long.reason, /more than 1048576 characters of text/);
+    let deep: unknown = 1;
+    for (let i = 0; i < 40; i++) deep = [deep];
+    assert.match(set.decide(call("w", { items: deep as unknown[] })).reason, /nested more than 32 levels/);
+    // A rule without conditions does not hand anything to CEL, so size does not matter to it.
+    assert.equal(set.decide(call("free", { items: new Array(20_000).fill(0) })).decision, "allow");
+  });
+
+  it("caps regular expressions that come from the data", () => {
+    const set = policySet(
+      toolPolicy(
+        "p",
+        '  - tools: [m]\n    action: allow\n    conditions: [{cel: "request.arguments.s.matches(request.arguments.re)"}]\n',
+      ),
+    );
+    assert.equal(set.decide(call("m", { s: "abc", re: "b" })).decision, "allow");
+    const d = set.decide(call("m", { s: "abc", re: "a".repeat(5000) }));
+    assert.equal(d.decision, "deny");
+    assert.match(d.reason, /regular expression is 5000 characters long/);
+    assert.match(set.decide(call("m", { s: "abc", re: "(" })).reason, /could not be evaluated/);
+  });
+
+  it("evaluates input objects without a prototype like any other", () => {
+    const set = policySet(
+      toolPolicy("p", '  - tools: [a]\n    action: allow\n    conditions: [{cel: "request.arguments.o.k == 1"}]\n'),
+    );
+    const o = Object.assign(Object.create(null), { k: 1 });
+    assert.equal(set.decide(call("a", Object.assign(Object.create(null), { o }))).decision, "allow");
+    // Programmatic callers may leave undefined members; they count as absent, as in JSON.
+    assert.equal(set.decide({ ...call("a", { o: { k: 1 }, gone: undefined }), user: undefined }).decision, "allow");
+  });
+
+  it("measureValue rejects what is not JSON", () => {
+    const limits = { maxDepth: 5, maxCollectionEntries: 5, maxTotalChars: 4 };
+    assert.match(measureValue({ a: () => 1 }, limits, "x").problem ?? "", /x\.a is a function/);
+    assert.deepEqual(measureValue({ ab: "cd" }, limits, "x"), { plain: true });
+    assert.match(measureValue({ ab: "cde" }, limits, "x").problem ?? "", /more than 4 characters/);
+    assert.deepEqual(measureValue({ a: Object.assign(Object.create(null), { b: 1 }) }, limits, "x"), { plain: false });
+  });
+});
