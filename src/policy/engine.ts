@@ -140,7 +140,41 @@ export class PolicySet {
     return new CallContext(input, this.valueLimits);
   }
 
+  /**
+   * Decides one call. Never throws: malformed input or an unexpected failure
+   * inside the engine is a deny that says so.
+   */
   decide(input: DecisionInput): Decision {
+    if (
+      typeof input?.agent?.name !== "string" ||
+      typeof input.request?.server !== "string" ||
+      typeof input.request.tool !== "string"
+    ) {
+      return this.failure("the call has no agent name, server or tool");
+    }
+    try {
+      return this.evaluate(input);
+    } catch (err) {
+      return this.failure(`internal error while deciding: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  private failure(why: string): Decision {
+    return {
+      decision: "deny",
+      enforced: true,
+      policy: null,
+      version: null,
+      policySet: this.digest,
+      rule: null,
+      reason: `denied: ${why}`,
+      approval: null,
+      obligations: { approvals: [], rateLimits: [] },
+      dryRun: null,
+    };
+  }
+
+  private evaluate(input: DecisionInput): Decision {
     const call = this.newCall(input);
     let best: PolicyResult | undefined;
     let bestAudit: PolicyResult | undefined;

@@ -2,9 +2,9 @@
 // only part of src/policy that touches the file system, and it runs at load
 // time, never per decision.
 import { readdir, readFile, stat } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { isMap, isScalar, type Node } from "yaml";
-import { canonicalDigest } from "../encoding/canonical-json.js";
+import { CanonicalJsonError, canonicalDigest } from "../encoding/canonical-json.js";
 import { type Diagnostic, didYouMean, type SourcePosition } from "./diagnostics.js";
 import { type AnyResource, documentSchema, KIND_SPECS, type Kind } from "./resources.js";
 import { INVALID, type NodeIndex, readNode } from "./schema.js";
@@ -94,7 +94,7 @@ async function collectFiles(path: string, diagnostics: Diagnostic[]): Promise<st
       message: "no policy files (*.yaml, *.yml) in this directory",
     });
   }
-  return out.map((f) => (f.startsWith("/") && !path.startsWith("/") ? relative(process.cwd(), f) : f));
+  return out;
 }
 
 function errorText(err: unknown): string {
@@ -161,11 +161,23 @@ function loadDocument(parsed: ParsedSource, root: Node | null, start: number): L
   if (value === INVALID) return undefined;
   const resource = value as AnyResource;
   const positionOf = (pointer: string): SourcePosition => sink.at(offsetOf(nodes, pointer, start));
+  let version: string;
+  try {
+    version = canonicalDigest(resource);
+  } catch (err) {
+    // Not representable as I-JSON (RFC 8785), e.g. a lone UTF-16 surrogate from a "\ud800" escape.
+    const pointer = err instanceof CanonicalJsonError ? (err.message.split(":")[0] ?? "") : "";
+    sink.errorAt(
+      positionOf(pointer === "/" ? "" : pointer),
+      `${err instanceof Error ? err.message.replace(/^[^:]*: /, "") : String(err)}; policies must be valid Unicode text`,
+    );
+    return undefined;
+  }
   return {
     kind,
     name: resource.metadata.name,
     value: resource,
-    version: canonicalDigest(resource),
+    version,
     file: sink.file,
     position: sink.at(start),
     positionOf,

@@ -1,12 +1,13 @@
 // Compiling one ToolPolicy into the form decisions run on, and evaluating it.
 // Compilation does every check that can be done before a call arrives; what
 // remains for evaluation is matching and running already-planned CEL.
+import { celError } from "@bufbuild/cel";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type CelEnvironment,
   type CompiledExpression,
   isCompiled,
-  measureValue,
+  toCelValue,
   type ValueLimits,
 } from "./cel/runtime.js";
 import { T } from "./cel/types.js";
@@ -37,6 +38,8 @@ export interface CompiledRule {
   approval: ApprovalObligation | null;
   rateLimit: RateLimitObligation | null;
   message: string | null;
+  /** The reason given when this rule decides: its message, or a generated one. */
+  reason: string;
 }
 
 export interface CompiledToolPolicy {
@@ -298,6 +301,7 @@ function compileRule(
         }
       : null,
     message: rule.message ?? null,
+    reason: rule.message ?? `${VERB[rule.action]} by ${describeRule(res.name, ref)}`,
   };
 }
 
@@ -326,56 +330,109 @@ function warnUnreachable(res: LoadedResource, rules: readonly CompiledRule[], ct
 
 // ---- evaluation ----
 
-export interface PolicyResult {
-  policy: CompiledToolPolicy;
-  action: Action;
-  rule: CompiledRule | null;
-  reason: string;
+/** One policy's answer for one call. The default-action reason is only built if someone reads it. */
+export class PolicyResult {
+  constructor(
+    readonly policy: CompiledToolPolicy,
+    readonly action: Action,
+    readonly rule: CompiledRule | null,
+    private readonly fixedReason: string | null,
+    private readonly tool: string,
+  ) {}
+
+  get reason(): string {
+    if (this.fixedReason !== null) return this.fixedReason;
+    const p = this.policy;
+    return `${VERB[p.defaultAction]}: no rule of ToolPolicy ${p.name} matched this call to "${this.tool}"; its defaultAction is ${p.defaultAction}`;
+  }
 }
 
 /** Per-decision state shared by every policy that evaluates the same call. */
 export class CallContext {
-  private bindings: Record<string, unknown> | undefined;
-  private limitProblem: string | undefined;
+  /** CEL's view of the call; each variable is converted the first time an expression reads it. */
+  readonly bindings: CelBindings;
 
   constructor(
     readonly input: DecisionInput,
-    private readonly valueLimits: Readonly<ValueLimits>,
-  ) {}
-
-  /** CEL bindings, built on first use; an error string when the input exceeds the evaluation limits. */
-  celBindings(): Record<string, unknown> | string {
-    if (this.bindings) return this.bindings;
-    if (this.limitProblem !== undefined) return this.limitProblem;
-    const check = measureValue(this.input, this.valueLimits, "the call's input");
-    if (check.problem !== undefined) {
-      this.limitProblem = check.problem;
-      return check.problem;
-    }
-    // CEL's input conversion only takes ordinary objects; normalise the rare input that has others.
-    const input = check.plain ? this.input : (JSON.parse(JSON.stringify(this.input)) as DecisionInput);
-    const { agent, user, request, session } = input;
-    const nowMs = input.now;
-    let now: unknown;
-    this.bindings = {
-      request: { ...request, method: request.method ?? "tools/call", arguments: request.arguments ?? {} },
-      agent,
-      user: user ?? {},
-      session: session?.calls ? { ...session, calls: countsAsInts(session.calls) } : (session ?? {}),
-      get now() {
-        now ??= timestampFromMs(nowMs ?? Date.now());
-        return now;
-      },
-    };
-    return this.bindings;
+    readonly valueLimits: Readonly<ValueLimits>,
+  ) {
+    this.bindings = new CelBindings(this);
   }
 }
 
-/** CEL sees JSON numbers as doubles; call counts are declared int, so pass them as int. */
-function countsAsInts(calls: Record<string, number>): Map<string, bigint> {
-  const m = new Map<string, bigint>();
-  for (const [k, v] of Object.entries(calls)) m.set(k, BigInt(v));
-  return m;
+/**
+ * The variables CEL sees. A class with getters on its prototype, so that
+ * building it per call is cheap and only variables an expression reads are
+ * converted. A variable that cannot be handed to CEL (over the limits, not
+ * JSON) reads as a CEL error, so the condition fails and denies.
+ */
+class CelBindings {
+  private cache: Partial<Record<"request" | "agent" | "user" | "session", unknown>> = {};
+  private nowValue: unknown;
+
+  constructor(private readonly call: CallContext) {}
+
+  get request(): unknown {
+    const { request } = this.call.input;
+    return this.cached("request", () => ({
+      ...request,
+      method: request.method ?? "tools/call",
+      arguments: request.arguments ?? {},
+    }));
+  }
+
+  get agent(): unknown {
+    return this.cached("agent", () => this.call.input.agent);
+  }
+
+  get user(): unknown {
+    return this.cached("user", () => this.call.input.user ?? {});
+  }
+
+  get session(): unknown {
+    if (this.cache.session !== undefined) return this.cache.session;
+    const session = this.call.input.session ?? {};
+    let value: unknown;
+    if (session.calls === undefined) value = this.convert("session", session);
+    else {
+      // CEL reads JSON numbers as doubles; call counts are declared int, so hand them over as int.
+      const calls = countsAsInts(session.calls);
+      value = typeof calls === "string" ? celError(calls) : this.convert("session", { ...session, calls });
+    }
+    this.cache.session = value;
+    return value;
+  }
+
+  get now(): unknown {
+    this.nowValue ??= timestampFromMs(this.call.input.now ?? Date.now());
+    return this.nowValue;
+  }
+
+  private cached(name: "request" | "agent" | "user", value: () => unknown): unknown {
+    let v = this.cache[name];
+    if (v === undefined) {
+      v = this.convert(name, value());
+      this.cache[name] = v;
+    }
+    return v;
+  }
+
+  private convert(name: string, value: unknown): unknown {
+    const r = toCelValue(value, this.call.valueLimits, name);
+    return "problem" in r ? celError(r.problem) : r.value;
+  }
+}
+
+function countsAsInts(calls: unknown): Record<string, bigint> | string {
+  if (typeof calls !== "object" || calls === null || Array.isArray(calls)) {
+    return "session.calls must be a map of tool names to counts";
+  }
+  const out: Record<string, bigint> = {};
+  for (const [k, v] of Object.entries(calls)) {
+    if (typeof v !== "number" || !Number.isSafeInteger(v)) return `session.calls.${k} must be a whole number`;
+    Object.defineProperty(out, k, { value: BigInt(v), enumerable: true });
+  }
+  return out;
 }
 
 export function appliesTo(policy: CompiledToolPolicy, input: DecisionInput): boolean {
@@ -389,7 +446,7 @@ export function subjectMatches(rule: CompiledRule, user: DecisionInput["user"]):
   if (!rule.users && !rule.groups) return true;
   if (!user) return false;
   if (rule.users && user.id !== undefined && rule.users.has(user.id)) return true;
-  if (rule.groups && user.groups) for (const g of user.groups) if (rule.groups.has(g)) return true;
+  if (rule.groups && Array.isArray(user.groups)) for (const g of user.groups) if (rule.groups.has(g)) return true;
   return false;
 }
 
@@ -401,10 +458,8 @@ export type ConditionOutcome =
 /** Runs a rule's conditions in order; all must be true. Anything but a boolean is an error. */
 export function evaluateConditions(rule: CompiledRule, call: CallContext): ConditionOutcome {
   if (rule.conditions.length === 0) return { matched: true };
-  const bindings = call.celBindings();
   for (const c of rule.conditions) {
-    if (typeof bindings === "string") return { error: bindings, condition: c };
-    const out = c.expr.evaluate(bindings);
+    const out = c.expr.evaluate(call.bindings);
     if (!out.ok) return { error: out.error, condition: c };
     if (out.value === false) return { matched: false, failed: c };
     if (out.value !== true) return { error: `evaluated to ${describeValue(out.value)}, not a bool`, condition: c };
@@ -421,7 +476,11 @@ function describeValue(v: unknown): string {
 }
 
 export function ruleName(policy: CompiledToolPolicy, rule: CompiledRule): string {
-  return `rule ${rule.ref.name ? `"${rule.ref.name}" (rules[${rule.ref.index}])` : `rules[${rule.ref.index}]`} of ToolPolicy ${policy.name}`;
+  return describeRule(policy.name, rule.ref);
+}
+
+function describeRule(policy: string, ref: RuleRef): string {
+  return `rule ${ref.name ? `"${ref.name}" (rules[${ref.index}])` : `rules[${ref.index}]`} of ToolPolicy ${policy}`;
 }
 
 const VERB: Record<Action, string> = { allow: "allowed", deny: "denied", require_approval: "needs approval" };
@@ -433,36 +492,18 @@ export function evaluatePolicy(policy: CompiledToolPolicy, call: CallContext): P
     if (!subjectMatches(rule, user)) continue;
     const cond = evaluateConditions(rule, call);
     if ("error" in cond) {
-      return {
-        policy,
-        action: "deny",
-        rule,
-        reason: `denied: condition ${cond.condition.label} of ToolPolicy ${policy.name} could not be evaluated (${cond.error}); a condition that cannot be evaluated denies`,
-      };
+      const why = `denied: condition ${cond.condition.label} of ToolPolicy ${policy.name} could not be evaluated (${cond.error}); a condition that cannot be evaluated denies`;
+      return new PolicyResult(policy, "deny", rule, why, request.tool);
     }
     if (!cond.matched) continue;
     if (rule.validateArguments) {
       const problem = rule.validateArguments(request.arguments ?? {});
       if (problem !== undefined) {
-        return {
-          policy,
-          action: "deny",
-          rule,
-          reason: `denied: ${problem} (the arguments schema of ${ruleName(policy, rule)})`,
-        };
+        const why = `denied: ${problem} (the arguments schema of ${ruleName(policy, rule)})`;
+        return new PolicyResult(policy, "deny", rule, why, request.tool);
       }
     }
-    return {
-      policy,
-      action: rule.action,
-      rule,
-      reason: rule.message ?? `${VERB[rule.action]} by ${ruleName(policy, rule)}`,
-    };
+    return new PolicyResult(policy, rule.action, rule, rule.reason, request.tool);
   }
-  return {
-    policy,
-    action: policy.defaultAction,
-    rule: null,
-    reason: `${VERB[policy.defaultAction]}: no rule of ToolPolicy ${policy.name} matched this call to "${request.tool}"; its defaultAction is ${policy.defaultAction}`,
-  };
+  return new PolicyResult(policy, policy.defaultAction, null, null, request.tool);
 }

@@ -2,7 +2,7 @@
 // copying a policy from a web page introduces turned into errors that say how
 // to fix them. Nothing here guesses a meaning: a pasted policy either loads as
 // written or fails, line by line.
-import { type Document, isScalar, LineCounter, type Node, parseAllDocuments, visit, type YAMLError } from "yaml";
+import { type Document, isScalar, type Node, parseAllDocuments, visit, type YAMLError } from "yaml";
 import { DiagnosticSink } from "./diagnostics.js";
 
 export interface SourceDocument {
@@ -15,7 +15,42 @@ export interface ParsedSource {
   text: string;
   sink: DiagnosticSink;
   documents: SourceDocument[];
-  lines: LineCounter;
+  lines: LineIndex;
+}
+
+/**
+ * Line starts computed from the text itself (the YAML library's own line
+ * counter misses newlines inside some error tokens), with binary search.
+ */
+export class LineIndex {
+  readonly starts: number[] = [0];
+  constructor(readonly text: string) {
+    for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) this.starts.push(i + 1);
+  }
+
+  /** 1-based line and column of an offset. */
+  position(offset: number): { line: number; col: number } {
+    const o = Math.max(0, Math.min(offset, this.text.length));
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((this.starts[mid] as number) <= o) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, col: o - (this.starts[lo] as number) + 1 };
+  }
+
+  /** The text of a 1-based line, without its newline. */
+  line(n: number): string {
+    const start = this.starts[n - 1] ?? this.text.length;
+    const next = this.starts[n];
+    return this.text.slice(start, next === undefined ? undefined : next - 1).replace(/\r$/, "");
+  }
+
+  get count(): number {
+    return this.starts.length;
+  }
 }
 
 /** Tags that mean what the YAML 1.2 core schema says. Anything else is almost certainly a mistake. */
@@ -39,17 +74,27 @@ const CORE_TAGS = new Set([
 
 export const MAX_SOURCE_BYTES = 4 * 1024 * 1024;
 
+/** Nesting beyond these is never a real policy, and deep enough nesting can exhaust the parser's stack. */
+const MAX_FLOW_NESTING = 64;
+const MAX_INDENT = 128;
+/** "- - - x" or "? ? x" nests collections on one line; each marker is a level. */
+const MAX_COMPACT_NESTING = 32;
+/** After this many YAML syntax errors in one file, the rest are counted, not explained. */
+const MAX_YAML_ERRORS = 50;
+
 export function parseYamlSource(file: string, text: string): ParsedSource {
-  const lines = new LineCounter();
-  const sink = new DiagnosticSink(file, (offset) => lines.linePos(offset));
+  const lines = new LineIndex(text);
+  const sink = new DiagnosticSink(file, (offset) => lines.position(offset));
   if (text.length > MAX_SOURCE_BYTES) {
-    // Count lines anyway so the position is right.
-    lines.addNewLine(0);
     sink.error(0, `file is ${text.length} bytes; policy files are limited to ${MAX_SOURCE_BYTES} bytes`);
     return { text, sink, documents: [], lines };
   }
+  const tooDeep = nestingProblem(text);
+  if (tooDeep) {
+    sink.error(tooDeep.offset, tooDeep.message);
+    return { text, sink, documents: [], lines };
+  }
   const docs = parseAllDocuments(text, {
-    lineCounter: lines,
     prettyErrors: false,
     version: "1.2",
     schema: "core",
@@ -60,35 +105,104 @@ export function parseYamlSource(file: string, text: string): ParsedSource {
   const documents: SourceDocument[] = [];
   const list = Array.isArray(docs) ? docs : [docs];
   const reportedLines = new Set<number>();
-  scanPasteArtifacts(text, sink, reportedLines);
+  scanPasteArtifacts(lines, sink, reportedLines);
+  let yamlErrors = 0;
   for (const doc of list) {
-    for (const e of doc.errors) reportYamlError(e, text, lines, sink, reportedLines);
+    for (const e of doc.errors) {
+      if (++yamlErrors <= MAX_YAML_ERRORS) reportYamlError(e, lines, sink, reportedLines);
+    }
     for (const w of doc.warnings) {
       if (w.code === "TAG_RESOLVE_FAILED") continue; // reported below with a fix
       sink.warning(w.pos[0], w.message.split("\n")[0] ?? w.message);
     }
-    checkTags(doc, text, sink, lines, reportedLines);
+    checkTags(doc, lines, sink, reportedLines);
     const empty = doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null);
     if (empty && doc.errors.length === 0) continue; // an empty document, e.g. after a trailing ---
     documents.push({ doc, start: doc.contents?.range?.[0] ?? doc.range[0] });
   }
+  if (yamlErrors > MAX_YAML_ERRORS) {
+    sink.error(text.length, `${yamlErrors - MAX_YAML_ERRORS} more YAML errors in this file are not shown`);
+  }
   return { text, sink, documents, lines };
 }
 
-function reportYamlError(
-  e: YAMLError,
-  text: string,
-  lines: LineCounter,
-  sink: DiagnosticSink,
-  reported: Set<number>,
-): void {
+/** Finds flow nesting ([ {) or indentation deeper than any policy needs, in one pass. */
+function nestingProblem(text: string): { offset: number; message: string } | undefined {
+  let depth = 0;
+  let quote: string | null = null;
+  let indent = 0;
+  let lineStart = true;
+  let prev = ""; // last non-space character on this line, outside quotes
+  let onlyDashes = true; // the line so far is indentation and "-" entry markers
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i] as string;
+    if (quote) {
+      if (quote === '"' && ch === "\\") i++;
+      else if (ch === quote) quote = null;
+      continue;
+    }
+    if (ch === "\n") {
+      lineStart = true;
+      indent = 0;
+      prev = "";
+      onlyDashes = true;
+      continue;
+    }
+    if (lineStart && ch === " ") {
+      if (++indent > MAX_INDENT) {
+        return {
+          offset: i,
+          message: `line is indented more than ${MAX_INDENT} columns; policies are never nested this deep`,
+        };
+      }
+      continue;
+    }
+    if (lineStart) {
+      lineStart = false;
+      let markers = 0;
+      let j = i;
+      while ((text[j] === "-" || text[j] === "?" || text[j] === ":") && (text[j + 1] === " " || text[j + 1] === "\t")) {
+        j += 2;
+        while (text[j] === " " || text[j] === "\t") j++;
+        if (++markers > MAX_COMPACT_NESTING) {
+          return {
+            offset: j,
+            message: `more than ${MAX_COMPACT_NESTING} nested "-", "?" or ":" markers on one line; policies are never nested this deep`,
+          };
+        }
+      }
+    }
+    if (ch === " " || ch === "\t") continue;
+    if (ch === "#" && (text[i - 1] === " " || text[i - 1] === "\n" || i === 0)) {
+      const end = text.indexOf("\n", i);
+      i = end < 0 ? text.length : end - 1;
+      continue;
+    }
+    // Quotes and brackets only mean something where a value starts; "it's" and "x[1]" are plain text.
+    const valueStart = prev === "" || onlyDashes || ":[{,".includes(prev);
+    if (ch !== "-") onlyDashes = false;
+    if ((ch === '"' || ch === "'") && valueStart) quote = ch;
+    else if ((ch === "[" || ch === "{") && valueStart) {
+      if (++depth > MAX_FLOW_NESTING) {
+        return {
+          offset: i,
+          message: `brackets are nested more than ${MAX_FLOW_NESTING} deep; policies are never nested this deep`,
+        };
+      }
+    } else if ((ch === "]" || ch === "}") && depth > 0) depth--;
+    prev = ch;
+  }
+  return undefined;
+}
+
+function reportYamlError(e: YAMLError, lines: LineIndex, sink: DiagnosticSink, reported: Set<number>): void {
   const first = e.message.split("\n")[0] ?? e.message;
   let offset = e.pos[0];
-  const { line } = lines.linePos(offset);
+  const { line } = lines.position(offset);
   if (reported.has(line)) return; // the paste scan already explained this line better
   let hint = "";
   if (e.code === "BAD_INDENT" || e.code === "MISSING_CHAR" || e.code === "UNEXPECTED_TOKEN") {
-    const indent = indentationHint(text, lines, offset);
+    const indent = indentationHint(lines, offset);
     if (indent) {
       hint = ` ${indent.message}`;
       offset = indent.offset;
@@ -104,18 +218,13 @@ function reportYamlError(
  * Explains an indentation error by comparing the line with the key before it,
  * e.g. `action:` one column deeper than `tools:` in the same rule.
  */
-function indentationHint(
-  text: string,
-  lines: LineCounter,
-  offset: number,
-): { message: string; offset: number } | undefined {
-  const lineNo = lines.linePos(offset).line;
-  const allLines = text.split("\n");
-  const here = allLines[lineNo - 1];
-  if (here === undefined) return undefined;
+function indentationHint(lines: LineIndex, offset: number): { message: string; offset: number } | undefined {
+  const lineNo = lines.position(offset).line;
+  const here = lines.line(lineNo);
   const col = here.length - here.trimStart().length;
-  for (let i = lineNo - 2; i >= 0; i--) {
-    const prev = allLines[i] ?? "";
+  // Look back a few lines at most: this only explains an error, it must not make loading slow.
+  for (let i = lineNo - 1; i >= 1 && i >= lineNo - 20; i--) {
+    const prev = lines.line(i);
     const trimmed = prev.trim();
     if (trimmed === "" || trimmed.startsWith("#")) continue;
     const prevIndent = prev.length - prev.trimStart().length;
@@ -125,8 +234,8 @@ function indentationHint(
       const key = here.trim().split(":")[0];
       const prevKey = trimmed.replace(/^- /, "").split(":")[0];
       return {
-        message: `Check the indentation: "${key}" starts in column ${col + 1} but "${prevKey}" on line ${i + 1} starts in column ${keyCol + 1}; keys of one mapping must start in the same column.`,
-        offset: (lines.lineStarts[lineNo - 1] ?? 0) + col,
+        message: `Check the indentation: "${key}" starts in column ${col + 1} but "${prevKey}" on line ${i} starts in column ${keyCol + 1}; keys of one mapping must start in the same column.`,
+        offset: (lines.starts[lineNo - 1] ?? 0) + col,
       };
     }
     return undefined;
@@ -135,22 +244,16 @@ function indentationHint(
 }
 
 /** A YAML tag such as `!request.arguments...` is how an unquoted CEL negation gets misread. */
-function checkTags(
-  doc: Document.Parsed,
-  text: string,
-  sink: DiagnosticSink,
-  lines: LineCounter,
-  reported: Set<number>,
-) {
+function checkTags(doc: Document.Parsed, lines: LineIndex, sink: DiagnosticSink, reported: Set<number>) {
   visit(doc, {
     Node(_key, node: Node) {
       const tag = node.tag;
       if (tag === undefined || CORE_TAGS.has(tag)) return;
-      const offset = tagOffset(text, node);
-      const { line } = lines.linePos(offset);
+      const offset = tagOffset(lines.text, node);
+      const { line } = lines.position(offset);
       if (reported.has(line)) return;
       reported.add(line);
-      const lineText = lineAt(text, lines, line);
+      const lineText = lines.line(line);
       if (/^\s*(-\s+)?cel\s*:/.test(lineText)) {
         sink.error(offset, celTagMessage(lineText));
       } else {
@@ -161,12 +264,6 @@ function checkTags(
       }
     },
   });
-}
-
-function lineAt(text: string, lines: LineCounter, line: number): string {
-  const start = lines.lineStarts[line - 1] ?? 0;
-  const end = text.indexOf("\n", start);
-  return text.slice(start, end < 0 ? undefined : end);
 }
 
 function tagOffset(text: string, node: Node): number {
@@ -189,19 +286,16 @@ function celTagMessage(lineText: string): string {
  * rendered web page. YAML does not treat them as escapes, so they silently
  * change names (`get_file_contents\`) or break CEL. Report each line with the fix.
  */
-function scanPasteArtifacts(text: string, sink: DiagnosticSink, reported: Set<number>): void {
-  const lines = text.split("\n");
-  let offset = 0;
-  lines.forEach((line, i) => {
-    const lineStart = offset;
-    offset += line.length + 1;
-    const content = stripComment(line);
+function scanPasteArtifacts(lines: LineIndex, sink: DiagnosticSink, reported: Set<number>): void {
+  for (let i = 0; i < lines.count; i++) {
+    const lineStart = lines.starts[i] as number;
+    const content = stripComment(lines.line(i + 1));
     // `cel: !expr` — handled with the same fix as the tag check, but also catches it when YAML fails earlier.
     const celMatch = /^(\s*(?:-\s+)?cel\s*:\s*)!/.exec(content);
     if (celMatch) {
       sink.error(lineStart + (celMatch[1]?.length ?? 0), celTagMessage(content));
       reported.add(i + 1);
-      return;
+      continue;
     }
     // A flow list `[a, b\]` or a plain value containing `\'`, outside any quotes.
     const unquoted = unquotedPart(content);
@@ -214,53 +308,57 @@ function scanPasteArtifacts(text: string, sink: DiagnosticSink, reported: Set<nu
       );
       reported.add(i + 1);
     }
-  });
+  }
 }
 
-/** The part of a line that is outside quoted scalars, with quoted text blanked (single-line quotes only). */
+/** The part of a line that is outside quoted scalars, with quoted text blanked (single-line quotes only). Linear. */
 function unquotedPart(line: string): string {
-  let out = "";
+  const out: string[] = [];
   let quote: string | null = null;
+  // A quote opens a quoted scalar only where a value starts (line start, after : [ { , or a "-"
+  // entry marker), not inside plain text like "it's".
+  let prev = "";
+  let onlyDashes = true;
   for (let i = 0; i < line.length; i++) {
     const ch = line[i] as string;
     if (quote === '"') {
       if (ch === "\\") {
         i++;
-        out += "  ";
+        out.push("  ");
       } else {
         if (ch === '"') quote = null;
-        out += " ";
+        out.push(" ");
       }
       continue;
     }
     if (quote === "'") {
       if (ch === "'" && line[i + 1] === "'") {
         i++;
-        out += "  ";
+        out.push("  ");
       } else {
         if (ch === "'") quote = null;
-        out += " ";
+        out.push(" ");
       }
       continue;
     }
-    // A quote opens a quoted scalar only where a value starts, not inside plain text like "it's".
-    if ((ch === '"' || ch === "'") && /(^|[:[{,]|^\s*-)\s*$/.test(line.slice(0, i))) {
+    if ((ch === '"' || ch === "'") && (prev === "" || onlyDashes || ":[{,".includes(prev))) {
       quote = ch;
-      out += " ";
+      out.push(" ");
+      prev = ch;
+      onlyDashes = false;
       continue;
     }
-    out += ch;
+    out.push(ch);
+    if (ch !== " " && ch !== "\t") {
+      prev = ch;
+      if (ch !== "-") onlyDashes = false;
+    }
   }
-  return out;
+  return out.join("");
 }
 
 function stripComment(line: string): string {
   // A '#' starts a comment only at the line start or after whitespace.
   const m = /(^|\s)#/.exec(unquotedPart(line));
   return m ? line.slice(0, m.index) : line;
-}
-
-/** Whether a scalar node was written as plain text (used to map CEL offsets back into the file). */
-export function scalarStyle(node: Node | undefined): string | undefined {
-  return isScalar(node) ? (node.type ?? undefined) : undefined;
 }

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { isCelList, isCelMap } from "@bufbuild/cel";
 import { TOOL_POLICY_VARIABLES } from "../../src/policy/cel/environments.js";
-import { CelEnvironment, isCompiled, measureValue } from "../../src/policy/cel/runtime.js";
+import { CelEnvironment, isCompiled, toCelValue } from "../../src/policy/cel/runtime.js";
 import { T } from "../../src/policy/cel/types.js";
 import { call, errorsOf, policySet, toolPolicy } from "../helpers/policies.js";
 
@@ -214,11 +215,54 @@ describe("CEL: hostile input", () => {
     assert.equal(set.decide({ ...call("a", { o: { k: 1 }, gone: undefined }), user: undefined }).decision, "allow");
   });
 
-  it("measureValue rejects what is not JSON", () => {
+  it("toCelValue checks limits, rejects what is not JSON, and turns objects into CEL maps", () => {
     const limits = { maxDepth: 5, maxCollectionEntries: 5, maxTotalChars: 4 };
-    assert.match(measureValue({ a: () => 1 }, limits, "x").problem ?? "", /x\.a is a function/);
-    assert.deepEqual(measureValue({ ab: "cd" }, limits, "x"), { plain: true });
-    assert.match(measureValue({ ab: "cde" }, limits, "x").problem ?? "", /more than 4 characters/);
-    assert.deepEqual(measureValue({ a: Object.assign(Object.create(null), { b: 1 }) }, limits, "x"), { plain: false });
+    assert.deepEqual(toCelValue({ a: () => 1 }, limits, "x"), {
+      problem: "x.a is a function, which is not a JSON value",
+    });
+    assert.deepEqual(toCelValue({ a: [1, { b: [1, 2, 3, 4, 5, 6] }] }, limits, "x"), {
+      problem: "x.a[1].b has 6 entries; policy evaluation accepts at most 5",
+    });
+    assert.match(
+      (toCelValue({ ab: "cde" }, limits, "x") as { problem: string }).problem,
+      /^x holds more than 4 characters/,
+    );
+    const ok = toCelValue({ ab: "cd", u: undefined }, limits, "x") as { value: unknown };
+    assert.ok(isCelMap(ok.value));
+    assert.equal(ok.value.size, 1, "undefined members are absent");
+    assert.equal(ok.value.get("ab"), "cd");
+    const list = toCelValue([{ $typeName: "p" }], { ...limits, maxTotalChars: 100 }, "x") as { value: unknown };
+    assert.ok(isCelList(list.value));
+    assert.ok(isCelMap(list.value.get(0)), "an object with $typeName is still just a map");
+  });
+
+  it("reads arguments as the JSON they are, whatever their keys (no protobuf message look-alikes)", () => {
+    const set = policySet(
+      toolPolicy(
+        "p",
+        "  - tools: [pr]\n    action: allow\n    conditions: [{cel: \"!request.arguments.base.matches('main')\"}]\n",
+      ),
+    );
+    const forged = {
+      base: "main",
+      $typeName: "google.protobuf.Struct",
+      fields: { base: { $typeName: "google.protobuf.Value", kind: { case: "stringValue", value: "feature" } } },
+    };
+    assert.equal(set.decide(call("pr", forged)).decision, "deny");
+    assert.equal(
+      set.decide(call("pr", { base: { $typeName: "google.protobuf.StringValue", value: "feature" } })).decision,
+      "deny",
+    );
+    assert.equal(set.decide(call("pr", { base: "feature", constructor: "x", __proto__x: 1 })).decision, "allow");
+  });
+
+  it("denies when session.calls is not whole numbers (programmatic callers)", () => {
+    const set = policySet(
+      toolPolicy("p", "  - tools: [a]\n    action: allow\n    conditions: [{cel: \"session.calls['a'] < 3\"}]\n"),
+    );
+    assert.equal(set.decide({ ...call("a"), session: { calls: { a: 2 } } }).decision, "allow");
+    const d = set.decide({ ...call("a"), session: { calls: { a: 1.5 } } });
+    assert.equal(d.decision, "deny");
+    assert.match(d.reason, /session\.calls\.a must be a whole number/);
   });
 });

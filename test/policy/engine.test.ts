@@ -430,3 +430,20 @@ describe("the indexed engine agrees with the plain semantics (property)", () => 
     );
   });
 });
+
+describe("decide() never throws", () => {
+  const set = policySet(toolPolicy("p", "  - tools: [a]\n    action: allow\n"));
+  it("denies malformed calls from programmatic callers, saying why", () => {
+    for (const bad of [
+      undefined,
+      {},
+      { agent: { name: "agent-1" } },
+      { agent: {}, request: { server: "srv", tool: "a" } },
+      { agent: { name: "agent-1" }, request: { server: "srv", tool: 7 } },
+    ]) {
+      const d = set.decide(bad as unknown as DecisionInput);
+      assert.equal(d.decision, "deny");
+      assert.match(d.reason, /the call has no agent name, server or tool/);
+    }
+  });
+});

@@ -297,3 +297,14 @@ describe("policy versions", () => {
     assert.notEqual(c.digest, a.digest);
   });
 });
+
+describe("loading: text that is not valid Unicode", () => {
+  it("reports a lone surrogate at its place instead of failing to hash", () => {
+    const errs = errorsOf(
+      'kind: ToolPolicy\nmetadata:\n  name: p\n  description: "\\ud800"\nspec: {agent: a, mcpServer: s}\n',
+    );
+    assert.equal(errs.length, 1);
+    assert.equal(errs[0]?.line, 4);
+    assert.match(errs[0]?.message ?? "", /lone UTF-16 surrogate.*policies must be valid Unicode text/);
+  });
+});

@@ -6,7 +6,7 @@
 //   - regular expressions run on RE2 (linear time), compiled once and cached;
 //   - values handed to CEL are size-checked (see measureValue);
 //   - evaluation never throws: errors come back as a reason to deny.
-import { type CelEnv, celEnv, isCelError, parse, plan } from "@bufbuild/cel";
+import { type CelEnv, type CelInput, celEnv, celList, celMap, isCelError, parse, plan } from "@bufbuild/cel";
 import type { Expr } from "@bufbuild/cel-spec/cel/expr/syntax_pb.js";
 import { RE2JS } from "@bufbuild/re2";
 import { checkExpression } from "./checker.js";
@@ -47,7 +47,8 @@ export interface CompiledExpression {
   readonly source: string;
   /** What the checker could infer; dyn when only the data can tell. */
   readonly type: Type;
-  evaluate(bindings: Readonly<Record<string, unknown>>): CelOutcome;
+  /** `bindings` maps variable names to values (own or inherited properties, e.g. getters). */
+  evaluate(bindings: object): CelOutcome;
 }
 
 export interface CelEnvironmentOptions {
@@ -196,71 +197,90 @@ export const DEFAULT_VALUE_LIMITS: Readonly<ValueLimits> = Object.freeze({
   maxTotalChars: 1_048_576,
 });
 
-export interface ValueCheck {
-  /** Why the value cannot be handed to CEL, if it cannot. */
-  problem?: string;
-  /**
-   * False when some object lacks Object.prototype (e.g. Object.create(null)) or has an undefined
-   * member: JSON-equivalent, but CEL's input conversion rejects them.
-   */
-  plain: boolean;
-}
-
 /**
- * Checks that a JSON value is within the limits for CEL input, and that it is
- * JSON-shaped (CEL cannot represent undefined or functions). Linear in the
- * size of the value, stopping at the first excess.
+ * Converts a JSON value into CEL values (CelMap, CelList, scalars), checking
+ * the limits on the way, in one linear pass that stops at the first excess.
+ * Converting up front, rather than letting @bufbuild/cel convert plain objects
+ * on every access, is faster, and it is also safer: the library would read a
+ * plain object that has a "$typeName" key as a protobuf message — a different
+ * value from the one the tool receives — and trips over keys like
+ * "constructor". Members that are undefined are absent, as in JSON.
  */
-export function measureValue(value: unknown, limits: Readonly<ValueLimits>, name: string): ValueCheck {
+const TOO_MUCH_TEXT = "too much text";
+
+export function toCelValue(
+  value: unknown,
+  limits: Readonly<ValueLimits>,
+  name: string,
+): { value: unknown } | { problem: string } {
   let chars = 0;
-  let plain = true;
-  const tooMuchText = () =>
-    `${name} holds more than ${limits.maxTotalChars} characters of text (limit for policy evaluation)`;
-  const walk = (v: unknown, depth: number, path: string): string | undefined => {
+  let problem: string | undefined;
+  /** Filled in while unwinding from a problem, so the happy path builds no path strings. */
+  const where: string[] = [];
+  const convert = (v: unknown, depth: number): unknown => {
     switch (typeof v) {
       case "string":
         chars += v.length;
-        return chars > limits.maxTotalChars ? tooMuchText() : undefined;
+        if (chars > limits.maxTotalChars) problem = TOO_MUCH_TEXT;
+        return v;
       case "number":
-        return Number.isFinite(v) ? undefined : `${name}${path} is not a finite number`;
+        if (!Number.isFinite(v)) problem = "is not a finite number";
+        return v;
       case "boolean":
-        return undefined;
+        return v;
+      case "bigint": // a CEL int, e.g. session.calls counts
+        return v;
       case "object": {
-        if (v === null) return undefined;
+        if (v === null) return null;
         if (depth >= limits.maxDepth) {
-          return `${name} is nested more than ${limits.maxDepth} levels deep (limit for policy evaluation)`;
+          problem = `is nested more than ${limits.maxDepth} levels deep (limit for policy evaluation)`;
+          return null;
         }
         if (Array.isArray(v)) {
           if (v.length > limits.maxCollectionEntries) {
-            return `${name}${path} has ${v.length} entries; policy evaluation accepts at most ${limits.maxCollectionEntries}`;
+            problem = `has ${v.length} entries; policy evaluation accepts at most ${limits.maxCollectionEntries}`;
+            return null;
           }
+          const out = new Array<unknown>(v.length);
           for (let i = 0; i < v.length; i++) {
-            const r = walk(v[i], depth + 1, `${path}[${i}]`);
-            if (r) return r;
+            out[i] = convert(v[i], depth + 1);
+            if (problem !== undefined) {
+              where.push(`[${i}]`);
+              return null;
+            }
           }
-          return undefined;
+          return celList(out as CelInput[]);
         }
-        if (Object.getPrototypeOf(v) !== Object.prototype) plain = false;
         const keys = Object.keys(v);
         if (keys.length > limits.maxCollectionEntries) {
-          return `${name}${path} has ${keys.length} entries; policy evaluation accepts at most ${limits.maxCollectionEntries}`;
+          problem = `has ${keys.length} entries; policy evaluation accepts at most ${limits.maxCollectionEntries}`;
+          return null;
         }
+        const out = new Map<string, unknown>();
         for (const k of keys) {
           const member = (v as Record<string, unknown>)[k];
-          if (member === undefined) {
-            plain = false; // absent, as in JSON, but CEL's conversion would trip over it
-            continue;
-          }
+          if (member === undefined) continue;
           chars += k.length;
-          const r = walk(member, depth + 1, `${path}.${k}`);
-          if (r) return r;
+          out.set(k, convert(member, depth + 1));
+          if (problem !== undefined) {
+            where.push(`.${k}`);
+            return null;
+          }
         }
-        return chars > limits.maxTotalChars ? tooMuchText() : undefined;
+        if (chars > limits.maxTotalChars) problem = TOO_MUCH_TEXT;
+        return celMap(out as Map<string, CelInput>);
       }
       default:
-        return `${name}${path} is a ${typeof v}, which is not a JSON value`;
+        problem = `is a ${typeof v}, which is not a JSON value`;
+        return null;
     }
   };
-  const problem = walk(value, 0, "");
-  return problem === undefined ? { plain } : { problem, plain };
+  const out = convert(value, 0);
+  if (problem === undefined) return { value: out };
+  if (problem === TOO_MUCH_TEXT) {
+    return {
+      problem: `${name} holds more than ${limits.maxTotalChars} characters of text (limit for policy evaluation)`,
+    };
+  }
+  return { problem: `${name}${where.reverse().join("")} ${problem}` };
 }
