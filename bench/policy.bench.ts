@@ -697,6 +697,7 @@ async function main(): Promise<void> {
         `   ${pad(`≥ ${TARGET_RATIO}×`, 16)}${verdict(ratio >= TARGET_RATIO)}   (${each})`,
     );
   }
+  console.log(`\n${redosLine(loadPolicySources, compilePolicySet)}`);
   const starved = cpuShares.filter((x) => x < 0.9).length;
   console.log(
     `\nCPU time ÷ wall time per batch: median ${(median(cpuShares) * 100).toFixed(0)} %, ` +
@@ -711,6 +712,32 @@ async function main(): Promise<void> {
       `Run time ${(msSince(started) / 1000).toFixed(1)} s.${sink === 0 ? " (checksum 0)" : ""}`,
   );
   if (!allPass) process.exitCode = 1;
+}
+
+/**
+ * The catastrophic-backtracking case from the issue: a backtracking engine needs ~2^5000
+ * steps for it; RE2 is linear. Printed, not judged: there is no target beyond "milliseconds".
+ */
+function redosLine(
+  loadPolicySources: typeof LoaderModule.loadPolicySources,
+  compilePolicySet: typeof EngineModule.compilePolicySet,
+): string {
+  const { policySet } = compilePolicySet(
+    loadPolicySources([
+      {
+        file: "redos.yaml",
+        text: `kind: ToolPolicy\nmetadata: {name: redos}\nspec:\n  agent: a\n  mcpServer: s\n  rules:\n  - tools: [search]\n    action: allow\n    conditions: [{cel: "request.arguments.q.matches('(a+)+$')"}]\n`,
+      },
+    ]),
+  );
+  if (!policySet) fail("the ReDoS policy did not compile");
+  const input: DecisionInput = {
+    agent: { name: "a" },
+    request: { server: "s", tool: "search", arguments: { q: `${"a".repeat(5000)}!` } },
+  };
+  const t = timeOnce(() => policySet.decide(input), 21);
+  if (t.value.decision !== "deny") fail(`ReDoS case decided ${t.value.decision}, expected deny`);
+  return `ReDoS case, matches('(a+)+$') on 'a'×5000 + '!': ${ms(t.cold)} first decision, ${ms(t.warm)} warm median (deny, RE2)`;
 }
 
 function shuffle<T>(xs: T[], rnd: () => number): void {
