@@ -4,7 +4,10 @@ import { CanonicalJsonError, canonicalDigest, canonicalJson } from "../../src/en
 
 describe("canonicalJson (RFC 8785)", () => {
   it("sorts members by UTF-16 code units, recursively, with no whitespace", () => {
-    assert.equal(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null } }), '{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1}');
+    assert.equal(
+      canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null } }),
+      '{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1}',
+    );
     // U+20AC (€) sorts after "\r" and "1" and before U+1F600 (a surrogate pair starting 0xD83D) — RFC 8785 §3.2.3.
     assert.equal(
       canonicalJson({ "\u20ac": 1, "\r": 2, "1": 3, "\ud83d\ude00": 4, "\u0080": 5, "\u00f6": 6 }),
