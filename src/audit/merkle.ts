@@ -18,8 +18,15 @@ export function hashLeaf(data: Uint8Array): Buffer {
   return createHash("sha256").update(LEAF_PREFIX).update(data).digest();
 }
 
+const NODE_SCRATCH = Buffer.alloc(1 + 2 * HASH_SIZE, 1);
+
 /** SHA-256(0x01 || left || right). */
 export function hashChildren(left: Uint8Array, right: Uint8Array): Buffer {
+  if (left.length === HASH_SIZE && right.length === HASH_SIZE) {
+    NODE_SCRATCH.set(left, 1);
+    NODE_SCRATCH.set(right, 1 + HASH_SIZE);
+    return hash("sha256", NODE_SCRATCH, "buffer");
+  }
   const buf = Buffer.allocUnsafe(1 + left.length + right.length);
   buf[0] = 1;
   buf.set(left, 1);
@@ -83,6 +90,37 @@ export class CompactRange {
     if (this.nodes.length === 0) return EMPTY_ROOT;
     let r = this.nodes[this.nodes.length - 1] as Buffer;
     for (let i = this.nodes.length - 2; i >= 0; i--) r = hashChildren(this.nodes[i] as Buffer, r);
+    return r;
+  }
+
+  /** The subtree roots, largest first. */
+  get hashes(): readonly Buffer[] {
+    return this.nodes;
+  }
+
+  /**
+   * Appends the root of a perfect subtree of 2^height leaves; the current size
+   * must be a multiple of 2^height (as when whole aligned chunks are hashed apart).
+   */
+  appendSubtree(root: Buffer, height: number): void {
+    const width = 2 ** height;
+    if (this._size % width !== 0) throw new RangeError(`size ${this._size} is not aligned to ${width}`);
+    let h = root;
+    let n = this._size / width;
+    while (n % 2 === 1) {
+      h = hashChildren(this.nodes.pop() as Buffer, h);
+      n = (n - 1) / 2;
+    }
+    this.nodes.push(h);
+    this._size += width;
+  }
+
+  /** The root of this range followed by the (smaller, aligned) subtree roots `more`. */
+  rootWith(more: readonly Buffer[]): Buffer {
+    const all = [...this.nodes, ...more];
+    if (all.length === 0) return EMPTY_ROOT;
+    let r = all[all.length - 1] as Buffer;
+    for (let i = all.length - 2; i >= 0; i--) r = hashChildren(all[i] as Buffer, r);
     return r;
   }
 
