@@ -76,6 +76,8 @@ export interface AuditLog {
   readonly size: number;
   /** Set once the store has failed; every append rejects with it. */
   readonly failure: Error | null;
+  /** Counters: durable commits (each one sync) and the records they carried. */
+  readonly stats: { commits: number; records: number; checkpoints: number };
   append(event: AuditEvent): Promise<AppendResult>;
   /** Makes everything appended so far durable and covered by a signed checkpoint. */
   checkpoint(): Promise<CheckpointInfo>;
@@ -135,6 +137,7 @@ function loadOrCreateLogKey(dir: string, warn: (m: string) => void): KeyObject {
 class WardenAuditLog implements AuditLog {
   readonly verifierKey: string;
   failure: Error | null = null;
+  readonly stats = { commits: 0, records: 0, checkpoints: 0 };
   private nextSeq: number;
   private readonly range: CompactRange;
   private readonly hasher = new LeafHasher();
@@ -279,6 +282,9 @@ class WardenAuditLog implements AuditLog {
       return;
     }
     this.durable = { size: batch.size, root: batch.root };
+    this.stats.commits++;
+    this.stats.records += batch.entries.length;
+    this.stats.checkpoints += batch.checkpoints.length;
     for (const c of batch.checkpoints) this.lastCheckpoint = c;
     for (const e of batch.entries) e.resolve({ seq: e.seq, leafHash: e.leaf.toString("hex"), id: e.id, time: e.time });
     if (this.durable.size - Math.max(this.queuedCheckpointSize, 0) >= this.everyRecords) this.queueCheckpoint();
