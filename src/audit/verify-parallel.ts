@@ -42,7 +42,13 @@ export const unpack = (u: Uint8Array): Buffer[] => {
   return out;
 };
 
-export async function scanParallel(dir: string, total: number, sizes: Set<number>): Promise<TreeScan | null> {
+export async function scanParallel(
+  dir: string,
+  total: number,
+  sizes: Set<number>,
+  chunkHeight = CHUNK_HEIGHT,
+): Promise<TreeScan | null> {
+  const CHUNK = 2 ** chunkHeight;
   const chunks = Math.ceil(total / CHUNK);
   const threads = Math.max(1, Math.min(availableParallelism(), 4, chunks));
   const workers = Array.from({ length: threads }, () => new Worker(new URL("./verify-worker.js", import.meta.url)));
@@ -84,7 +90,7 @@ export async function scanParallel(dir: string, total: number, sizes: Set<number
     if (!r?.clean || r.count !== Math.min(CHUNK, total - i * CHUNK)) return null;
     for (const [size, packed] of r.at) rootsAt.set(size, range.rootWith(unpack(packed)));
     const nodes = unpack(r.nodes);
-    if (r.count === CHUNK) range.appendSubtree(nodes[0] as Buffer, CHUNK_HEIGHT);
+    if (r.count === CHUNK) range.appendSubtree(nodes[0] as Buffer, chunkHeight);
     else {
       // The last, partial chunk: its subtrees follow the full ones.
       const root = range.rootWith(nodes);

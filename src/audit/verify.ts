@@ -19,7 +19,7 @@ import {
   splitNotes,
 } from "./note.js";
 import { recordSeq } from "./record.js";
-import { PARALLEL_THRESHOLD, scanParallel } from "./verify-parallel.js";
+import { CHUNK_HEIGHT, PARALLEL_THRESHOLD, scanParallel } from "./verify-parallel.js";
 
 export type ProblemKind =
   | "edited"
@@ -317,8 +317,14 @@ function sizeOf(note: string): number | undefined {
   }
 }
 
-/** The database as a LogSource; large logs are read by several threads at once. */
-export function storeSource(store: AuditStore): LogSource {
+/**
+ * The database as a LogSource; large logs are read by several threads at once
+ * (`parallel` overrides when, and in what chunks — for tests).
+ */
+export function storeSource(
+  store: AuditStore,
+  parallel = { threshold: PARALLEL_THRESHOLD, chunkHeight: CHUNK_HEIGHT },
+): LogSource {
   const meta = store.meta();
   const head = store.head();
   return {
@@ -327,8 +333,8 @@ export function storeSource(store: AuditStore): LogSource {
     scan: async (expected) => {
       const sizes = new Set(expected.keys());
       const total = store.recordCount();
-      if (total >= PARALLEL_THRESHOLD) {
-        const fast = await scanParallel(store.dir, total, sizes);
+      if (total >= parallel.threshold && total > 0) {
+        const fast = await scanParallel(store.dir, total, sizes, parallel.chunkHeight);
         if (fast && agrees(fast, expected, head)) return fast;
       }
       return scanRecords(store.iterate(), true, sizes);
