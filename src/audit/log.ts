@@ -1,8 +1,9 @@
 // The audit log the gateway writes to. append() resolves only once the record is
-// on stable storage; appends from many callers share one commit (group commit),
-// and while one group is being synced the next one is being encoded (the SQLite
-// work runs in a worker thread). Signed checkpoints are written every N records
-// or T seconds, after recovery from a crash, and at close.
+// on stable storage; appends from many callers share one commit (group commit):
+// this thread encodes records (RFC 8785) and queues them, a writer thread hashes
+// them into the Merkle tree and commits each group to SQLite in one transaction,
+// and while one group is being synced the next one queues. Signed checkpoints are
+// written every N records or T seconds, after recovery from a crash, and at close.
 //
 // Failure is final: once the store fails (unwritable, full), every pending and
 // later append rejects, and the caller must deny. Reopen the log to try again.
@@ -14,7 +15,7 @@ import { Worker } from "node:worker_threads";
 import { generateKeyPair, keyTypeOf, loadPrivateKey, writeFileDurably, writeKeyPair } from "../keys/keys.js";
 import { AuditStoreError } from "../store/audit-store.js";
 import { ensureDataDir } from "./data-dir.js";
-import { CompactRange, LeafHasher } from "./merkle.js";
+import { CompactRange } from "./merkle.js";
 import {
   ed25519Signer,
   ed25519Verifier,
@@ -25,7 +26,7 @@ import {
   signCheckpoint,
 } from "./note.js";
 import { type ArgumentsPolicy, type AuditEvent, buildRecord, checkArgumentsPolicy, checkEvent } from "./record.js";
-import type { WorkerReply, WorkerRequest } from "./writer-worker.js";
+import { createWriterHandler, type WorkerReply, type WorkerRequest } from "./writer-worker.js";
 
 export { AuditStoreError } from "../store/audit-store.js";
 
@@ -46,6 +47,11 @@ export interface AuditLogOptions {
   arguments?: ArgumentsPolicy;
   /** Refuse appends once the database would grow past this many bytes. */
   maxBytes?: number;
+  /**
+   * Run SQLite in a worker thread (default), so commits overlap with encoding and never
+   * block this thread; false runs it inline, blocking this thread for each commit.
+   */
+  writerThread?: boolean;
   /** Notices for the operator (a key was created, a crash was recovered). Default: stderr. */
   warn?: (message: string) => void;
 }
@@ -87,8 +93,7 @@ export interface AuditLog {
 
 interface Entry {
   seq: number;
-  bytes: Buffer;
-  leaf: Buffer;
+  json: string;
   id: string;
   time: string;
   resolve: (r: AppendResult) => void;
@@ -105,9 +110,72 @@ interface PendingCheckpoint {
 interface Inflight {
   id: number;
   entries: Entry[];
-  size: number;
-  root: Buffer;
   checkpoints: PendingCheckpoint[];
+}
+
+/** How the log talks to its writer: a worker thread, or inline (synchronous SQLite on this thread). */
+interface WriterChannel {
+  post(msg: WorkerRequest, transfer?: ArrayBuffer[]): void;
+  /** The next reply, for open and close. */
+  next(): Promise<WorkerReply>;
+  listen(onReply: (r: WorkerReply) => void, onFailure: (e: Error) => void): void;
+  terminate(): Promise<void>;
+}
+
+class ThreadChannel implements WriterChannel {
+  private readonly worker = new Worker(new URL("./writer-worker.js", import.meta.url), {
+    workerData: { wardenAuditWriter: true },
+  });
+  private listening = false;
+  post(msg: WorkerRequest, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(msg, transfer);
+  }
+  next(): Promise<WorkerReply> {
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error) => reject(e);
+      this.worker.once("error", onError);
+      this.worker.once("message", (r: WorkerReply) => {
+        this.worker.off("error", onError);
+        resolve(r);
+      });
+    });
+  }
+  listen(onReply: (r: WorkerReply) => void, onFailure: (e: Error) => void): void {
+    this.listening = true;
+    this.worker.on("message", onReply);
+    this.worker.on("error", (err) => onFailure(new AuditStoreError(`audit writer thread failed: ${err.message}`)));
+    this.worker.on("exit", (code) => {
+      if (this.listening) onFailure(new AuditStoreError(`audit writer thread exited (code ${code})`));
+    });
+  }
+  async terminate(): Promise<void> {
+    this.listening = false;
+    await this.worker.terminate();
+  }
+}
+
+class InlineChannel implements WriterChannel {
+  private readonly handle = createWriterHandler();
+  private replies: WorkerReply[] = [];
+  private waiters: ((r: WorkerReply) => void)[] = [];
+  private onReply: ((r: WorkerReply) => void) | null = null;
+  post(msg: WorkerRequest): void {
+    const reply = this.handle(msg);
+    const waiter = this.waiters.shift();
+    if (waiter) waiter(reply);
+    else if (this.onReply) {
+      const deliver = this.onReply;
+      queueMicrotask(() => deliver(reply));
+    } else this.replies.push(reply);
+  }
+  next(): Promise<WorkerReply> {
+    const r = this.replies.shift();
+    return r ? Promise.resolve(r) : new Promise((resolve) => this.waiters.push(resolve));
+  }
+  listen(onReply: (r: WorkerReply) => void): void {
+    this.onReply = onReply;
+  }
+  async terminate(): Promise<void> {}
 }
 
 function defaultOrigin(): string {
@@ -139,8 +207,6 @@ class WardenAuditLog implements AuditLog {
   failure: Error | null = null;
   readonly stats = { commits: 0, records: 0, checkpoints: 0 };
   private nextSeq: number;
-  private readonly range: CompactRange;
-  private readonly hasher = new LeafHasher();
   private pending: Entry[] = [];
   private pendingCheckpoints: PendingCheckpoint[] = [];
   private inflight: Inflight | null = null;
@@ -159,7 +225,7 @@ class WardenAuditLog implements AuditLog {
   constructor(
     readonly dataDir: string,
     readonly origin: string,
-    private readonly worker: Worker,
+    private readonly worker: WriterChannel,
     private readonly signer: NoteSigner,
     signingKey: KeyObject,
     head: CompactRange,
@@ -168,7 +234,6 @@ class WardenAuditLog implements AuditLog {
     every: { records: number; seconds: number },
   ) {
     this.verifierKey = ed25519Verifier(origin, createPublicKey(signingKey)).vkey;
-    this.range = head;
     this.nextSeq = head.size;
     this.durable = { size: head.size, root: head.root() };
     this.lastCheckpoint = latest;
@@ -181,11 +246,12 @@ class WardenAuditLog implements AuditLog {
           }, every.seconds * 1000)
         : null;
     this.timer?.unref();
-    worker.on("message", (r: WorkerReply) => this.onReply(r));
-    worker.on("error", (err) => this.fail(new AuditStoreError(`audit writer thread failed: ${err.message}`)));
-    worker.on("exit", (code) => {
-      if (!this.closing) this.fail(new AuditStoreError(`audit writer thread exited (code ${code})`));
-    });
+    worker.listen(
+      (r) => this.onReply(r),
+      (e) => {
+        if (!this.closing) this.fail(e);
+      },
+    );
   }
 
   get size(): number {
@@ -199,12 +265,9 @@ class WardenAuditLog implements AuditLog {
       checkEvent(event);
       const seq = this.nextSeq;
       const { json, id, time } = buildRecord(event, seq, Date.now(), this.argumentsPolicy);
-      const bytes = Buffer.from(json, "utf8");
-      const leaf = this.hasher.hash(bytes);
       this.nextSeq = seq + 1;
-      this.range.append(leaf);
       return new Promise((resolve, reject) => {
-        this.pending.push({ seq, bytes, leaf, id, time, resolve, reject });
+        this.pending.push({ seq, json, id, time, resolve, reject });
         this.schedule();
       });
     } catch (err) {
@@ -233,32 +296,26 @@ class WardenAuditLog implements AuditLog {
     this.pendingCheckpoints = [];
     const msg: WorkerRequest = { op: "commit", id: ++this.commitId, firstSeq: this.nextSeq };
     const transfer: ArrayBuffer[] = [];
-    let size = this.durable.size;
-    let root = this.durable.root;
     if (entries.length > 0) {
+      // Packed as u32 length + UTF-8 bytes; the writer hashes them and extends the tree.
       let total = 0;
-      for (const e of entries) total += 36 + e.bytes.length;
+      for (const e of entries) total += 4 + 3 * e.json.length;
       const packed = Buffer.allocUnsafeSlow(total);
       let off = 0;
       for (const e of entries) {
-        packed.writeUInt32BE(e.bytes.length, off);
-        e.leaf.copy(packed, off + 4);
-        e.bytes.copy(packed, off + 36);
-        off += 36 + e.bytes.length;
+        const n = packed.write(e.json, off + 4, "utf8");
+        packed.writeUInt32BE(n, off);
+        off += 4 + n;
       }
-      // Every sequenced record is in this batch, so the running tree is the new head.
-      size = this.nextSeq;
-      root = this.range.root();
       msg.firstSeq = (entries[0] as Entry).seq;
-      msg.records = packed;
-      msg.head = { size, range: this.range.serialize() };
+      msg.records = packed.subarray(0, off);
       transfer.push(packed.buffer as ArrayBuffer);
     }
     if (checkpoints.length > 0) {
       msg.checkpoints = checkpoints.map((c) => ({ size: c.size, note: c.note, created: c.created }));
     }
-    this.inflight = { id: this.commitId, entries, size, root, checkpoints };
-    this.worker.postMessage(msg, transfer);
+    this.inflight = { id: this.commitId, entries, checkpoints };
+    this.worker.post(msg, transfer);
   }
 
   private onReply(r: WorkerReply): void {
@@ -281,12 +338,15 @@ class WardenAuditLog implements AuditLog {
       this.fail(err);
       return;
     }
-    this.durable = { size: batch.size, root: batch.root };
+    this.durable = { size: r.size, root: Buffer.from(r.root.buffer, r.root.byteOffset, r.root.byteLength) };
     this.stats.commits++;
     this.stats.records += batch.entries.length;
     this.stats.checkpoints += batch.checkpoints.length;
     for (const c of batch.checkpoints) this.lastCheckpoint = c;
-    for (const e of batch.entries) e.resolve({ seq: e.seq, leafHash: e.leaf.toString("hex"), id: e.id, time: e.time });
+    const leaves = Buffer.from(r.leaves.buffer, r.leaves.byteOffset, r.leaves.byteLength);
+    batch.entries.forEach((e, i) => {
+      e.resolve({ seq: e.seq, leafHash: leaves.toString("hex", i * 32, i * 32 + 32), id: e.id, time: e.time });
+    });
     if (this.durable.size - Math.max(this.queuedCheckpointSize, 0) >= this.everyRecords) this.queueCheckpoint();
     if (this.pending.length > 0 || this.pendingCheckpoints.length > 0) this.schedule();
     else this.notifyDrained();
@@ -356,7 +416,7 @@ class WardenAuditLog implements AuditLog {
     this.closing = true;
     const reply = await new Promise<WorkerReply>((resolve) => {
       this.closeWaiter = resolve;
-      this.worker.postMessage({ op: "close" } satisfies WorkerRequest);
+      this.worker.post({ op: "close" });
     });
     await this.worker.terminate();
     if (reply.op === "error") throw new AuditStoreError(`closing the audit log: ${reply.message}`, reply.code);
@@ -376,20 +436,19 @@ export async function openAuditLog(options: AuditLogOptions = {}): Promise<Audit
   if (!(Number.isSafeInteger(records) && records > 0)) throw new AuditStoreError("checkpointEvery.records must be ≥ 1");
   if (!(Number.isFinite(seconds) && seconds >= 0)) throw new AuditStoreError("checkpointEvery.seconds must be ≥ 0");
 
-  const worker = new Worker(new URL("./writer-worker.js", import.meta.url));
-  const opened = await new Promise<WorkerReply>((resolve, reject) => {
-    worker.once("message", resolve);
-    worker.once("error", reject);
-    const msg: WorkerRequest = { op: "open", dir: dataDir, origin: options.origin ?? defaultOrigin() };
-    if (options.maxBytes !== undefined) msg.maxBytes = options.maxBytes;
-    worker.postMessage(msg);
-  }).catch(async (err) => {
+  const worker: WriterChannel = options.writerThread === false ? new InlineChannel() : new ThreadChannel();
+  const msg: WorkerRequest = { op: "open", dir: dataDir, origin: options.origin ?? defaultOrigin() };
+  if (options.maxBytes !== undefined) msg.maxBytes = options.maxBytes;
+  const reply = worker.next();
+  worker.post(msg);
+  const opened = await reply.catch(async (err) => {
     await worker.terminate();
     throw err;
   });
   const abandon = async (err: Error): Promise<never> => {
-    worker.postMessage({ op: "close" } satisfies WorkerRequest);
-    await new Promise((r) => worker.once("message", r));
+    const closed = worker.next();
+    worker.post({ op: "close" });
+    await closed;
     await worker.terminate();
     throw err;
   };

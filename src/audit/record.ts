@@ -1,7 +1,7 @@
 // Audit records: what the gateway hands to the log (AuditEvent), what the log
 // stores (AuditRecord, with seq, time and the arguments digest), argument
 // redaction, and the canonical encoding (RFC 8785) whose bytes are the Merkle leaf.
-import { createHash, randomUUID } from "node:crypto";
+import { hash, randomUUID } from "node:crypto";
 import { canonicalJson } from "../encoding/canonical-json.js";
 import type { Decision, DecisionInput } from "../policy/decision.js";
 import type { Action } from "../policy/resources.js";
@@ -170,13 +170,13 @@ export function applyArgumentsPolicy(
   policy: ArgumentsPolicy,
 ): { digest: string | null; storedJson: string } {
   if (args === undefined || args === null) return { digest: null, storedJson: "null" };
-  const full = canonicalJson(args);
-  const digest = `sha256:${createHash("sha256").update(full, "utf8").digest("hex")}`;
+  const full = canonicalJsonFast(args);
+  const digest = `sha256:${hash("sha256", full, "hex")}`;
   if (policy.mode === "full") return { digest, storedJson: full };
   if (policy.mode === "digest") return { digest, storedJson: "null" };
   let masked: unknown = args;
   for (const p of policy.mask ?? []) masked = maskAt(masked, parsePointer(p));
-  return { digest, storedJson: canonicalJson(masked) };
+  return { digest, storedJson: canonicalJsonFast(masked) };
 }
 
 // ---------------------------------------------------------------------------
@@ -238,23 +238,99 @@ export function checkEvent(e: AuditEvent): void {
   }
 }
 
-/** A record's canonical JSON (RFC 8785), identical to canonicalJson(record) but quicker on the fixed shape. */
-export function encodeRecord(record: AuditRecord, argumentsJson?: string): string {
+// Fast paths for the record's shallow parts. They produce exactly what canonicalJson
+// produces (a property test checks this) and hand anything deeper, and any string
+// with a surrogate (which may be a lone one, not I-JSON), to canonicalJson itself.
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+function fastString(s: string): string {
+  // Most strings need no escaping at all: no quote, backslash, control character or surrogate.
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) {
+      return SURROGATE.test(s) ? canonicalJson(s) : JSON.stringify(s);
+    }
+  }
+  return `"${s}"`;
+}
+
+/** Canonical JSON of a scalar, a flat array or a flat object; deeper values go to canonicalJson. */
+function fastValue(v: unknown): string {
+  switch (typeof v) {
+    case "string":
+      return fastString(v);
+    case "number":
+      return Number.isFinite(v) ? JSON.stringify(v) : canonicalJson(v);
+    case "boolean":
+      return v ? "true" : "false";
+    case "object":
+      if (v === null) return "null";
+      return (Array.isArray(v) ? flatArray(v) : flatObject(v as Record<string, unknown>)) ?? canonicalJson(v);
+    default:
+      return canonicalJson(v);
+  }
+}
+
+function scalar(v: unknown): string | undefined {
+  if (typeof v === "string") return fastString(v);
+  if (typeof v === "number" && Number.isFinite(v)) return JSON.stringify(v);
+  if (typeof v === "boolean") return v ? "true" : "false";
+  if (v === null) return "null";
+  return undefined;
+}
+
+function flatArray(a: unknown[]): string | undefined {
   const parts: string[] = [];
-  for (const key of RECORD_KEYS) {
-    const v = record[key];
-    if (v === undefined) throw new AuditEventError(`record field ${key} is missing`);
-    const json =
-      key === "arguments" && argumentsJson !== undefined
-        ? argumentsJson
-        : v === null
-          ? "null"
-          : typeof v === "number" && Number.isSafeInteger(v)
-            ? String(v)
-            : canonicalJson(v);
-    parts.push(`"${key}":${json}`);
+  for (const x of a) {
+    const j = scalar(x);
+    if (j === undefined) return undefined;
+    parts.push(j);
+  }
+  return `[${parts.join(",")}]`;
+}
+
+function flatObject(o: Record<string, unknown>): string | undefined {
+  const proto = Object.getPrototypeOf(o);
+  if (proto !== Object.prototype && proto !== null) return undefined;
+  const keys = Object.keys(o).sort();
+  const parts: string[] = [];
+  for (const k of keys) {
+    const v = o[k];
+    if (v === undefined) continue;
+    const j = scalar(v) ?? (Array.isArray(v) ? flatArray(v) : undefined);
+    if (j === undefined) return undefined;
+    parts.push(`${fastString(k)}:${j}`);
   }
   return `{${parts.join(",")}}`;
+}
+
+/** Canonical JSON (RFC 8785) of any JSON value; quick for shallow ones. */
+export function canonicalJsonFast(v: unknown): string {
+  return fastValue(v);
+}
+
+/** A record's canonical JSON (RFC 8785), identical to canonicalJson(record) but quicker on the fixed shape. */
+export function encodeRecord(record: AuditRecord, argumentsJson?: string): string {
+  let out = "{";
+  for (let i = 0; i < RECORD_KEYS.length; i++) {
+    const key = RECORD_KEYS[i] as (typeof RECORD_KEYS)[number];
+    const v = record[key];
+    if (v === undefined) throw new AuditEventError(`record field ${key} is missing`);
+    const json = key === "arguments" && argumentsJson !== undefined ? argumentsJson : fastValue(v);
+    out += `${i === 0 ? "" : ","}"${key}":${json}`;
+  }
+  return `${out}}`;
+}
+
+let lastMs = Number.NaN;
+let lastIso = "";
+/** RFC 3339 in UTC with milliseconds; consecutive records mostly share the millisecond. */
+function isoTime(ms: number): string {
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
 }
 
 /** Builds the stored record's canonical JSON for an event (without validation; see checkEvent). */
@@ -265,32 +341,25 @@ export function buildRecord(
   policy: ArgumentsPolicy,
 ): { json: string; id: string; time: string } {
   const { digest, storedJson } = applyArgumentsPolicy(e.arguments, policy);
-  const record: AuditRecord = {
-    seq,
-    time: new Date(timeMs).toISOString(),
-    id: e.id ?? randomUUID(),
-    type: e.type,
-    agent: e.agent ?? null,
-    user: e.user ?? null,
-    session: e.session ?? null,
-    server: e.server ?? null,
-    tool: e.tool ?? null,
-    argumentsDigest: digest,
-    arguments: null, // replaced by storedJson when encoding
-    decision: e.decision ?? null,
-    enforced: e.enforced ?? null,
-    policy: e.policy
-      ? { name: e.policy.name, version: e.policy.version, bundle: e.policy.bundle ?? null, set: e.policy.set ?? null }
-      : null,
-    rule: e.rule ?? null,
-    reason: e.reason ?? null,
-    approval: e.approval ?? null,
-    trace: e.trace ?? null,
-    latencyUs: e.latencyUs ?? null,
-    detail: e.detail ?? null,
-  };
-  return { json: encodeRecord(record, storedJson), id: record.id, time: record.time };
+  const id = e.id ?? randomUUID();
+  const time = isoTime(timeMs);
+  const p = e.policy;
+  // The members in RFC 8785 order (see RECORD_KEYS), written directly: this runs once per
+  // call on the gateway's hot path. The property test checks it against canonicalJson.
+  const json =
+    `{"agent":${opt(e.agent)},"approval":${opt(e.approval)},"arguments":${storedJson}` +
+    `,"argumentsDigest":${digest === null ? "null" : `"${digest}"`},"decision":${strOrNull(e.decision)}` +
+    `,"detail":${opt(e.detail)},"enforced":${e.enforced === true ? "true" : e.enforced === false ? "false" : "null"}` +
+    `,"id":${fastString(id)},"latencyUs":${opt(e.latencyUs)}` +
+    `,"policy":${p ? `{"bundle":${strOrNull(p.bundle)},"name":${strOrNull(p.name)},"set":${strOrNull(p.set)},"version":${strOrNull(p.version)}}` : "null"}` +
+    `,"reason":${strOrNull(e.reason)},"rule":${opt(e.rule)},"seq":${seq},"server":${strOrNull(e.server)}` +
+    `,"session":${strOrNull(e.session)},"time":"${time}","tool":${strOrNull(e.tool)},"trace":${opt(e.trace)}` +
+    `,"type":"${e.type}","user":${opt(e.user)}}`;
+  return { json, id, time };
 }
+
+const opt = (v: unknown) => (v === undefined || v === null ? "null" : fastValue(v));
+const strOrNull = (v: string | null | undefined) => (v === undefined || v === null ? "null" : fastString(v));
 
 /**
  * The decision record for a policy decision — what the gateway appends, durably,

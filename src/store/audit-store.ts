@@ -300,8 +300,8 @@ export class AuditStore {
   private commitTx?: (batch: CommitBatch) => void;
 
   /**
-   * Durably stores a batch in one transaction: records (seq from firstSeq, packed
-   * as u32 length, 32-byte leaf hash, record bytes), the new tree head, and checkpoints.
+   * Durably stores a batch in one transaction: records (seq from firstSeq, as
+   * [record bytes, leaf hash]), the new tree head, and checkpoints.
    */
   commit(batch: CommitBatch): void {
     if (!this.writer) throw new AuditStoreError("audit store opened read-only");
@@ -315,15 +315,8 @@ export class AuditStore {
       const upd = this.updateHead;
       const cp = this.insertCheckpoint;
       this.commitTx = this.db.transaction((b: CommitBatch) => {
-        if (b.records) {
-          const buf = b.records;
-          let seq = b.firstSeq;
-          for (let off = 0; off < buf.length; seq++) {
-            const len = buf.readUInt32BE(off);
-            ins.run(seq, buf.subarray(off + 4, off + 36), buf.subarray(off + 36, off + 36 + len));
-            off += 36 + len;
-          }
-        }
+        let seq = b.firstSeq;
+        for (const [record, leaf] of b.records ?? []) ins.run(seq++, leaf, record);
         if (b.head) upd.run(b.head.size, b.head.range);
         for (const c of b.checkpoints ?? []) cp.run(c.size, c.note, c.created);
       });
@@ -396,7 +389,7 @@ export class AuditStore {
 
 export interface CommitBatch {
   firstSeq: number;
-  records?: Buffer;
+  records?: [Buffer, Buffer][];
   head?: Head;
   checkpoints?: { size: number; note: string; created: string }[];
 }

@@ -108,6 +108,21 @@ describe("audit log", () => {
     assert.equal(r.uncovered, 0);
   });
 
+  it("works the same with SQLite inline on the caller's thread (writerThread: false)", async () => {
+    const dir = fresh();
+    const log = await openAuditLog({ dataDir: dir, warn: quiet, writerThread: false });
+    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => log.append(event(i))));
+    assert.deepEqual(
+      results.map((r) => r.seq),
+      Array.from({ length: 100 }, (_, i) => i),
+    );
+    assert.ok(log.stats.commits <= 3);
+    await log.close();
+    const r = await verifyDir(dir);
+    assert.ok(r.ok, r.problems[0]?.message);
+    assert.equal(r.records, 100);
+  });
+
   it("signs a checkpoint every N records and at close, and reopens where it left off", async () => {
     const dir = fresh();
     let log = await openAuditLog({ dataDir: dir, warn: quiet, checkpointEvery: { records: 10, seconds: 0 } });
