@@ -37,14 +37,15 @@ const base: AuditEvent = {
 
 describe("record encoding", () => {
   it("is byte-identical to canonicalJson of the record, for arbitrary content (property)", () => {
-    const json = fc.jsonValue({ maxDepth: 3 });
+    const json = fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.string({ unit: "binary" }));
     fc.assert(
       fc.property(
         fc.record({
-          agent: fc.string(),
-          tool: fc.string(),
-          reason: fc.option(fc.string(), { nil: null }),
-          args: fc.dictionary(fc.string(), json),
+          // "binary" strings include quotes, control characters and lone surrogates.
+          agent: fc.string({ unit: "binary" }),
+          tool: fc.string({ unit: "binary-ascii" }),
+          reason: fc.option(fc.string({ unit: "binary" }), { nil: null }),
+          args: fc.dictionary(fc.string({ unit: "binary" }), json),
           detail: fc.option(fc.dictionary(fc.string(), json), { nil: null }),
           latency: fc.option(fc.double({ min: 0, max: 1e9, noNaN: true }), { nil: null }),
           seq: fc.nat(),
@@ -63,8 +64,14 @@ describe("record encoding", () => {
           try {
             built = buildRecord(e, x.seq, 1_700_000_000_000, { mode: "full" });
           } catch (err) {
-            // Lone surrogates are not I-JSON: refused, never silently changed.
-            return (err as Error).name === "CanonicalJsonError";
+            // Lone surrogates are not I-JSON: refused, never silently changed — and only then.
+            if ((err as Error).name !== "CanonicalJsonError") return false;
+            try {
+              canonicalJson(x);
+              return false;
+            } catch {
+              return true;
+            }
           }
           const parsed = parseRecord(built.json);
           return built.json === canonicalJson(parsed) && recordSeq(Buffer.from(built.json)) === x.seq;
