@@ -50,7 +50,7 @@ export interface WalReport {
 }
 
 export interface Recovery {
-  /** The previous writer did not close the log (lock left behind, or WAL left with content). */
+  /** The previous writer did not close the log (lock left behind, or a torn/uncommitted WAL tail). */
   unclean: boolean;
   previousPid: number | null;
   wal: WalReport | null;
@@ -207,7 +207,9 @@ export class AuditStore {
     try {
       const wal = inspectWal(`${dbPath}-wal`);
       const recovery: Recovery = {
-        unclean: previousPid !== null || (wal !== null && wal.bytes > 0),
+        // A writer that dies leaves its lock. A WAL that still holds committed frames is normal
+        // (a reader had the database open when the writer closed); a torn or uncommitted tail is not.
+        unclean: previousPid !== null || (wal !== null && (wal.uncommittedFrames > 0 || wal.tornFrame)),
         previousPid: previousPid !== null && previousPid > 0 ? previousPid : null,
         wal,
       };

@@ -241,6 +241,21 @@ describe("audit log", () => {
     assert.ok((await verifyDir(dir)).ok);
   });
 
+  it("does not mistake a WAL left behind by an open reader for a crash", async () => {
+    const dir = fresh();
+    let log = await openAuditLog({ dataDir: dir, warn: quiet });
+    await log.append(event(0));
+    const reader = AuditStore.openReader(dir);
+    assert.equal(reader.recordCount(), 1);
+    await log.close();
+    assert.ok(existsSync(join(dir, "audit.db-wal")), "the reader kept the WAL alive");
+    const warnings: string[] = [];
+    log = await openAuditLog({ dataDir: dir, warn: (m) => warnings.push(m) });
+    await log.close();
+    reader.close();
+    assert.deepEqual(warnings, []);
+  });
+
   it("detects a torn WAL frame left by a crash, and logs that it was rolled back", async () => {
     const dir = fresh();
     const acked = await appendAndDie(dir, 10);
