@@ -406,6 +406,7 @@ class WardenAuditLog implements AuditLog {
 
   private async doClose(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.closing = true; // no new appends; those already queued are committed and checkpointed
     if (!this.failure) {
       try {
         await this.checkpoint();
@@ -413,7 +414,6 @@ class WardenAuditLog implements AuditLog {
         // The failure is already recorded; close the store regardless.
       }
     }
-    this.closing = true;
     const reply = await new Promise<WorkerReply>((resolve) => {
       this.closeWaiter = resolve;
       this.worker.post({ op: "close" });

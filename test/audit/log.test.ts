@@ -140,6 +140,20 @@ describe("audit log", () => {
     assert.ok((await verifyDir(dir)).ok);
   });
 
+  it("commits and checkpoints what was queued before close, and refuses appends after it", async () => {
+    const dir = fresh();
+    const log = await openAuditLog({ dataDir: dir, warn: quiet });
+    const queued = Promise.all(Array.from({ length: 10 }, (_, i) => log.append(event(i))));
+    const closing = log.close();
+    await assert.rejects(log.append(event(99)), /closed/);
+    assert.equal((await queued).length, 10);
+    await closing;
+    const r = await verifyDir(dir);
+    assert.ok(r.ok);
+    assert.equal(r.records, 10);
+    assert.equal(r.uncovered, 0);
+  });
+
   it("signs on a timer when records arrive slowly", async () => {
     const log = await openAuditLog({
       dataDir: fresh(),
