@@ -1,10 +1,9 @@
 // A worker of the parallel verifier: hashes and checks one aligned chunk of records.
 
-import { hash } from "node:crypto";
 import { parentPort } from "node:worker_threads";
 import type { Statement } from "better-sqlite3";
 import { AuditStore } from "../store/audit-store.js";
-import { CompactRange } from "./merkle.js";
+import { CompactRange, sha256 } from "./merkle.js";
 import type { ChunkReply, ChunkRequest } from "./verify-parallel.js";
 
 const port = parentPort;
@@ -30,7 +29,7 @@ port.on("message", (req: ChunkRequest) => {
       clean = false;
       break;
     }
-    const h = hash("sha256", `\0${text}`, "buffer");
+    const h = sha256(`\0${text}`);
     expected++;
     range.append(h);
     if (wanted.has(seq + 1)) at.push([seq + 1, pack(range.hashes)]);
