@@ -280,28 +280,37 @@ function scalar(v: unknown): string | undefined {
 }
 
 function flatArray(a: unknown[]): string | undefined {
-  const parts: string[] = [];
-  for (const x of a) {
-    const j = scalar(x);
+  let out = "[";
+  for (let i = 0; i < a.length; i++) {
+    const j = scalar(a[i]);
     if (j === undefined) return undefined;
-    parts.push(j);
+    out += i === 0 ? j : `,${j}`;
   }
-  return `[${parts.join(",")}]`;
+  return `${out}]`;
 }
 
 function flatObject(o: Record<string, unknown>): string | undefined {
   const proto = Object.getPrototypeOf(o);
   if (proto !== Object.prototype && proto !== null) return undefined;
-  const keys = Object.keys(o).sort();
-  const parts: string[] = [];
+  const keys = Object.keys(o);
+  // Objects are usually written with their keys in order already; sort only when not.
+  for (let i = 1; i < keys.length; i++) {
+    if ((keys[i - 1] as string) > (keys[i] as string)) {
+      keys.sort();
+      break;
+    }
+  }
+  let out = "{";
+  let first = true;
   for (const k of keys) {
     const v = o[k];
     if (v === undefined) continue;
     const j = scalar(v) ?? (Array.isArray(v) ? flatArray(v) : undefined);
     if (j === undefined) return undefined;
-    parts.push(`${fastString(k)}:${j}`);
+    out += `${first ? "" : ","}${fastString(k)}:${j}`;
+    first = false;
   }
-  return `{${parts.join(",")}}`;
+  return `${out}}`;
 }
 
 /** Canonical JSON (RFC 8785) of any JSON value; quick for shallow ones. */
