@@ -1,7 +1,9 @@
 // The `warden` command. Each command group lives in its own module; this file
 // only dispatches and turns errors into exit codes.
 import { readFileSync } from "node:fs";
+import { auditCommand } from "./audit-commands.js";
 import { type CliIO, EXIT, processIO, UsageError } from "./io.js";
+import { keysCommand } from "./keys-commands.js";
 import { policyCommand } from "./policy-commands.js";
 
 const HELP = `Usage: warden <command> [options]
@@ -13,8 +15,12 @@ Commands:
   policy eval     --policy PATH --input FILE|-
   policy explain  --policy PATH --input FILE|-
   policy test     PATH...          run PolicyTest suites
+  audit verify    [--key PUB]...   check the audit log (records, tree, signed checkpoints)
+  audit prove | check-proof | checkpoint | export | query | tail
+  keys generate   --out DIR        create an Ed25519 (or --type ecdsa-p256) key pair
 
-Run "warden policy --help" for details. Options: --help, --version.
+Run "warden policy --help", "warden audit --help" or "warden keys --help" for details.
+Options: --help, --version.
 `;
 
 function version(): string {
@@ -30,6 +36,10 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
     switch (group) {
       case "policy":
         return await policyCommand(rest, io);
+      case "audit":
+        return await auditCommand(rest, io);
+      case "keys":
+        return await keysCommand(rest, io);
       case "--version":
       case "-v":
         io.stdout(`warden ${version()}\n`);

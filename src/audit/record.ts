@@ -1,0 +1,443 @@
+// Audit records: what the gateway hands to the log (AuditEvent), what the log
+// stores (AuditRecord, with seq, time and the arguments digest), argument
+// redaction, and the canonical encoding (RFC 8785) whose bytes are the Merkle leaf.
+import { hash, randomUUID } from "node:crypto";
+import { canonicalJson } from "../encoding/canonical-json.js";
+import type { Decision, DecisionInput } from "../policy/decision.js";
+import type { Action } from "../policy/resources.js";
+
+export const RECORD_TYPES = ["decision", "approval", "admission", "guardrail", "outcome", "lifecycle"] as const;
+export type RecordType = (typeof RECORD_TYPES)[number];
+export const DECISIONS: readonly Action[] = ["allow", "deny", "require_approval"];
+
+export interface AgentRef {
+  name: string;
+  model?: string;
+  vendor?: string;
+}
+export interface UserRef {
+  id?: string;
+  groups?: string[];
+}
+export interface PolicyRef {
+  name: string | null;
+  /** sha256 of the canonical policy resource. */
+  version: string | null;
+  /** Digest of the signed bundle the policy came from, when it came from one. */
+  bundle?: string | null;
+  /** Digest of the whole policy set that decided. */
+  set?: string | null;
+}
+export interface TraceRef {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string | null;
+}
+
+/** One event as the caller describes it; the log adds seq, time, id and the arguments digest. */
+export interface AuditEvent {
+  type: RecordType;
+  /** Defaults to a random UUID. */
+  id?: string;
+  agent?: AgentRef | null;
+  user?: UserRef | null;
+  session?: string | null;
+  server?: string | null;
+  tool?: string | null;
+  /** The call's arguments; stored according to the log's arguments policy, always digested. */
+  arguments?: Record<string, unknown> | null;
+  decision?: Action | null;
+  enforced?: boolean | null;
+  policy?: PolicyRef | null;
+  rule?: { index: number; name: string | null } | null;
+  reason?: string | null;
+  approval?: Record<string, unknown> | null;
+  trace?: TraceRef | null;
+  latencyUs?: number | null;
+  /** Type-specific facts: an outcome's status, a guardrail finding, a lifecycle event. */
+  detail?: Record<string, unknown> | null;
+}
+
+/** A stored record. Every field is present (null when it does not apply), so exports have one shape. */
+export interface AuditRecord {
+  seq: number;
+  /** RFC 3339, UTC, millisecond precision: when the log sequenced the record. */
+  time: string;
+  id: string;
+  type: RecordType;
+  agent: AgentRef | null;
+  user: UserRef | null;
+  session: string | null;
+  server: string | null;
+  tool: string | null;
+  /** `sha256:<hex>` of the canonical JSON of the full arguments, whatever is stored. */
+  argumentsDigest: string | null;
+  arguments: unknown;
+  decision: Action | null;
+  enforced: boolean | null;
+  policy: PolicyRef | null;
+  rule: { index: number; name: string | null } | null;
+  reason: string | null;
+  approval: Record<string, unknown> | null;
+  trace: TraceRef | null;
+  latencyUs: number | null;
+  detail: Record<string, unknown> | null;
+}
+
+/** The record's keys in RFC 8785 order (UTF-16 code units), checked at load. */
+const RECORD_KEYS = [
+  "agent",
+  "approval",
+  "arguments",
+  "argumentsDigest",
+  "decision",
+  "detail",
+  "enforced",
+  "id",
+  "latencyUs",
+  "policy",
+  "reason",
+  "rule",
+  "seq",
+  "server",
+  "session",
+  "time",
+  "tool",
+  "trace",
+  "type",
+  "user",
+] as const satisfies readonly (keyof AuditRecord)[];
+if ([...RECORD_KEYS].sort().join() !== RECORD_KEYS.join()) throw new Error("RECORD_KEYS must be sorted");
+
+// ---------------------------------------------------------------------------
+// Arguments policy
+
+export type ArgumentsMode = "full" | "digest" | "mask";
+export const ARGUMENTS_MODES: readonly ArgumentsMode[] = ["full", "digest", "mask"];
+
+export interface ArgumentsPolicy {
+  /** full: store the arguments; digest: store only their digest; mask: store them with the values at `mask` replaced. */
+  mode: ArgumentsMode;
+  /** JSON Pointers (RFC 6901) of values to mask; a `*` segment matches every member or element. */
+  mask?: string[];
+}
+
+export const REDACTED = "[redacted]";
+
+export class AuditEventError extends Error {
+  override name = "AuditEventError";
+}
+
+/** Parses an RFC 6901 JSON Pointer into segments. */
+export function parsePointer(pointer: string): string[] {
+  if (pointer === "") return [];
+  if (!pointer.startsWith("/")) throw new AuditEventError(`"${pointer}" is not a JSON Pointer (it must start with /)`);
+  return pointer
+    .slice(1)
+    .split("/")
+    .map((s) => s.replaceAll("~1", "/").replaceAll("~0", "~"));
+}
+
+export function checkArgumentsPolicy(policy: ArgumentsPolicy): ArgumentsPolicy {
+  if (!ARGUMENTS_MODES.includes(policy.mode)) {
+    throw new AuditEventError(`arguments mode must be one of ${ARGUMENTS_MODES.join(", ")}, not "${policy.mode}"`);
+  }
+  if (policy.mode === "mask" && (!policy.mask || policy.mask.length === 0)) {
+    throw new AuditEventError("arguments mode mask needs at least one JSON Pointer to mask");
+  }
+  for (const p of policy.mask ?? []) {
+    if (parsePointer(p).length === 0)
+      throw new AuditEventError('masking the whole arguments (pointer "") is mode digest');
+  }
+  return policy;
+}
+
+function maskAt(value: unknown, segments: string[]): unknown {
+  if (segments.length === 0) return REDACTED;
+  if (typeof value !== "object" || value === null) return value;
+  const [head, ...rest] = segments as [string, ...string[]];
+  if (Array.isArray(value)) {
+    return value.map((v, i) => (head === "*" || head === String(i) ? maskAt(v, rest) : v));
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = head === "*" || head === k ? maskAt(v, rest) : v;
+  return out;
+}
+
+/** The arguments as stored (canonical JSON text, or null) and the digest of the full arguments. */
+export function applyArgumentsPolicy(
+  args: unknown,
+  policy: ArgumentsPolicy,
+): { digest: string | null; storedJson: string } {
+  if (args === undefined || args === null) return { digest: null, storedJson: "null" };
+  const full = canonicalJsonFast(args);
+  const digest = `sha256:${hash("sha256", full, "hex")}`;
+  if (policy.mode === "full") return { digest, storedJson: full };
+  if (policy.mode === "digest") return { digest, storedJson: "null" };
+  let masked: unknown = args;
+  for (const p of policy.mask ?? []) masked = maskAt(masked, parsePointer(p));
+  return { digest, storedJson: canonicalJsonFast(masked) };
+}
+
+// ---------------------------------------------------------------------------
+// Building and encoding records
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function check(cond: boolean, what: string): void {
+  if (!cond) throw new AuditEventError(what);
+}
+
+const onlyKeys = (o: object, keys: string[]) => Object.keys(o).every((k) => keys.includes(k));
+const optString = (v: unknown) => v === undefined || v === null || typeof v === "string";
+
+/** Rejects events that would make a misleading record; the caller denies when append rejects. */
+export function checkEvent(e: AuditEvent): void {
+  check(isObject(e), "an audit event must be an object");
+  check(RECORD_TYPES.includes(e.type), `event type must be one of ${RECORD_TYPES.join(", ")}, not "${String(e.type)}"`);
+  check(optString(e.id) && e.id !== "", "id must be a non-empty string");
+  check(
+    e.agent === undefined || e.agent === null || (isObject(e.agent) && typeof e.agent.name === "string"),
+    "agent must be an object with a name",
+  );
+  check(
+    e.user === undefined || e.user === null || (isObject(e.user) && onlyKeys(e.user, ["id", "groups"])),
+    "user must be an object with id and groups only",
+  );
+  for (const k of ["session", "server", "tool", "reason"] as const) check(optString(e[k]), `${k} must be a string`);
+  check(
+    e.decision === undefined || e.decision === null || DECISIONS.includes(e.decision),
+    `decision must be one of ${DECISIONS.join(", ")}`,
+  );
+  check(
+    e.enforced === undefined || e.enforced === null || typeof e.enforced === "boolean",
+    "enforced must be a boolean",
+  );
+  check(e.policy === undefined || e.policy === null || isObject(e.policy), "policy must be an object");
+  check(
+    e.arguments === undefined || e.arguments === null || isObject(e.arguments),
+    "arguments must be an object (the tool call's arguments)",
+  );
+  check(
+    e.latencyUs === undefined ||
+      e.latencyUs === null ||
+      (typeof e.latencyUs === "number" && Number.isFinite(e.latencyUs) && e.latencyUs >= 0),
+    "latencyUs must be a non-negative number",
+  );
+  check(
+    e.trace === undefined ||
+      e.trace === null ||
+      (isObject(e.trace) &&
+        typeof e.trace.traceId === "string" &&
+        typeof e.trace.spanId === "string" &&
+        onlyKeys(e.trace, ["traceId", "spanId", "parentSpanId"])),
+    "trace must have traceId and spanId (and optionally parentSpanId) only",
+  );
+  for (const k of ["approval", "detail", "rule"] as const) {
+    check(e[k] === undefined || e[k] === null || isObject(e[k]), `${k} must be an object`);
+  }
+}
+
+// Fast paths for the record's shallow parts. They produce exactly what canonicalJson
+// produces (a property test checks this) and hand anything deeper, and any string
+// with a surrogate (which may be a lone one, not I-JSON), to canonicalJson itself.
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+function fastString(s: string): string {
+  // Most strings need no escaping at all: no quote, backslash, control character or surrogate.
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) {
+      return SURROGATE.test(s) ? canonicalJson(s) : JSON.stringify(s);
+    }
+  }
+  return `"${s}"`;
+}
+
+/** Canonical JSON of a scalar, a flat array or a flat object; deeper values go to canonicalJson. */
+function fastValue(v: unknown): string {
+  switch (typeof v) {
+    case "string":
+      return fastString(v);
+    case "number":
+      return Number.isFinite(v) ? JSON.stringify(v) : canonicalJson(v);
+    case "boolean":
+      return v ? "true" : "false";
+    case "object":
+      if (v === null) return "null";
+      return (Array.isArray(v) ? flatArray(v) : flatObject(v as Record<string, unknown>)) ?? canonicalJson(v);
+    default:
+      return canonicalJson(v);
+  }
+}
+
+function scalar(v: unknown): string | undefined {
+  if (typeof v === "string") return fastString(v);
+  if (typeof v === "number" && Number.isFinite(v)) return JSON.stringify(v);
+  if (typeof v === "boolean") return v ? "true" : "false";
+  if (v === null) return "null";
+  return undefined;
+}
+
+function flatArray(a: unknown[]): string | undefined {
+  let out = "[";
+  for (let i = 0; i < a.length; i++) {
+    const j = scalar(a[i]);
+    if (j === undefined) return undefined;
+    out += i === 0 ? j : `,${j}`;
+  }
+  return `${out}]`;
+}
+
+function flatObject(o: Record<string, unknown>): string | undefined {
+  const proto = Object.getPrototypeOf(o);
+  if (proto !== Object.prototype && proto !== null) return undefined;
+  const keys = Object.keys(o);
+  // Objects are usually written with their keys in order already; sort only when not.
+  for (let i = 1; i < keys.length; i++) {
+    if ((keys[i - 1] as string) > (keys[i] as string)) {
+      keys.sort();
+      break;
+    }
+  }
+  let out = "{";
+  let first = true;
+  for (const k of keys) {
+    const v = o[k];
+    if (v === undefined) continue;
+    const j = scalar(v) ?? (Array.isArray(v) ? flatArray(v) : undefined);
+    if (j === undefined) return undefined;
+    out += `${first ? "" : ","}${fastString(k)}:${j}`;
+    first = false;
+  }
+  return `${out}}`;
+}
+
+/** Canonical JSON (RFC 8785) of any JSON value; quick for shallow ones. */
+export function canonicalJsonFast(v: unknown): string {
+  return fastValue(v);
+}
+
+/** A record's canonical JSON (RFC 8785), identical to canonicalJson(record) but quicker on the fixed shape. */
+export function encodeRecord(record: AuditRecord, argumentsJson?: string): string {
+  let out = "{";
+  for (let i = 0; i < RECORD_KEYS.length; i++) {
+    const key = RECORD_KEYS[i] as (typeof RECORD_KEYS)[number];
+    const v = record[key];
+    if (v === undefined) throw new AuditEventError(`record field ${key} is missing`);
+    const json = key === "arguments" && argumentsJson !== undefined ? argumentsJson : fastValue(v);
+    out += `${i === 0 ? "" : ","}"${key}":${json}`;
+  }
+  return `${out}}`;
+}
+
+let lastMs = Number.NaN;
+let lastIso = "";
+/** RFC 3339 in UTC with milliseconds; consecutive records mostly share the millisecond. */
+function isoTime(ms: number): string {
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}
+
+/** Builds the stored record's canonical JSON for an event (without validation; see checkEvent). */
+export function buildRecord(
+  e: AuditEvent,
+  seq: number,
+  timeMs: number,
+  policy: ArgumentsPolicy,
+): { json: string; id: string; time: string } {
+  const { digest, storedJson } = applyArgumentsPolicy(e.arguments, policy);
+  const id = e.id ?? randomUUID();
+  const time = isoTime(timeMs);
+  const p = e.policy;
+  // The members in RFC 8785 order (see RECORD_KEYS), written directly: this runs once per
+  // call on the gateway's hot path. The property test checks it against canonicalJson.
+  const json =
+    `{"agent":${opt(e.agent)},"approval":${opt(e.approval)},"arguments":${storedJson}` +
+    `,"argumentsDigest":${digest === null ? "null" : `"${digest}"`},"decision":${strOrNull(e.decision)}` +
+    `,"detail":${opt(e.detail)},"enforced":${e.enforced === true ? "true" : e.enforced === false ? "false" : "null"}` +
+    `,"id":${fastString(id)},"latencyUs":${opt(e.latencyUs)}` +
+    `,"policy":${p ? `{"bundle":${strOrNull(p.bundle)},"name":${strOrNull(p.name)},"set":${strOrNull(p.set)},"version":${strOrNull(p.version)}}` : "null"}` +
+    `,"reason":${strOrNull(e.reason)},"rule":${opt(e.rule)},"seq":${seq},"server":${strOrNull(e.server)}` +
+    `,"session":${strOrNull(e.session)},"time":"${time}","tool":${strOrNull(e.tool)},"trace":${opt(e.trace)}` +
+    `,"type":"${e.type}","user":${opt(e.user)}}`;
+  return { json, id, time };
+}
+
+const opt = (v: unknown) => (v === undefined || v === null ? "null" : fastValue(v));
+const strOrNull = (v: string | null | undefined) => (v === undefined || v === null ? "null" : fastString(v));
+
+/**
+ * The decision record for a policy decision — what the gateway appends, durably,
+ * before it forwards (or refuses) a call.
+ */
+export function decisionEvent(
+  decision: Decision,
+  input: DecisionInput,
+  extra: {
+    bundle?: string | null;
+    trace?: TraceRef | null;
+    latencyUs?: number | null;
+    id?: string;
+    session?: string | null;
+  } = {},
+): AuditEvent {
+  const agent: AgentRef = { name: input.agent.name };
+  if (input.agent.model !== undefined) agent.model = input.agent.model;
+  if (input.agent.vendor !== undefined) agent.vendor = input.agent.vendor;
+  const user: UserRef | null = input.user ? {} : null;
+  if (user && input.user?.id !== undefined) user.id = input.user.id;
+  if (user && input.user?.groups !== undefined) user.groups = input.user.groups;
+  const event: AuditEvent = {
+    type: "decision",
+    agent,
+    user,
+    session: extra.session ?? input.session?.id ?? null,
+    server: input.request.server,
+    tool: input.request.tool,
+    arguments: input.request.arguments ?? {},
+    decision: decision.decision,
+    enforced: decision.enforced,
+    policy: { name: decision.policy, version: decision.version, bundle: extra.bundle ?? null, set: decision.policySet },
+    rule: decision.rule,
+    reason: decision.reason,
+    approval: decision.approval ? { ...decision.approval, approvers: { ...decision.approval.approvers } } : null,
+    trace: extra.trace ?? null,
+    latencyUs: extra.latencyUs ?? null,
+    detail: decision.dryRun ? { dryRun: { ...decision.dryRun } } : null,
+  };
+  if (extra.id !== undefined) event.id = extra.id;
+  return event;
+}
+
+const SEQ_KEY = Buffer.from(',"seq":');
+
+/**
+ * The seq a stored record carries, read without parsing the whole record. In
+ * canonical JSON a quote inside a string is always escaped, so `,"seq":` can only
+ * be a member name; the top-level one is the last, because the members that sort
+ * after it (server, session, time, tool, trace, type, user) are strings or objects
+ * whose keys checkEvent fixes. Undefined when the bytes do not look like a record.
+ */
+export function recordSeq(bytes: Buffer): number | undefined {
+  const at = bytes.lastIndexOf(SEQ_KEY);
+  if (at < 0) return undefined;
+  let n = 0;
+  let i = at + SEQ_KEY.length;
+  const start = i;
+  for (; i < bytes.length; i++) {
+    const c = bytes[i] as number;
+    if (c < 0x30 || c > 0x39) break;
+    n = n * 10 + (c - 0x30);
+  }
+  if (i === start || i - start > 16 || bytes[i] !== 0x2c || (bytes[start] === 0x30 && i - start > 1)) return undefined;
+  return n;
+}
+
+/** Parses a stored record (for query and export; verification works on the bytes). */
+export function parseRecord(text: string): AuditRecord {
+  return JSON.parse(text) as AuditRecord;
+}

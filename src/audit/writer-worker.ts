@@ -1,0 +1,115 @@
+// The audit log's writer. SQLite calls are synchronous, so they run here, in a
+// worker thread: while this thread hashes a group of records into the tree and
+// waits for its commit to reach the disk, the main thread keeps deciding and
+// queueing the next group. Messages are answered in the order they arrive.
+import { isMainThread, parentPort, workerData } from "node:worker_threads";
+import { AuditStore, type CommitBatch } from "../store/audit-store.js";
+import { CompactRange, LeafHasher } from "./merkle.js";
+
+export type WorkerRequest =
+  | { op: "open"; dir: string; origin: string; maxBytes?: number }
+  | {
+      op: "commit";
+      id: number;
+      firstSeq: number;
+      /** u32 length + record bytes, for seq firstSeq, firstSeq + 1, ... */
+      records?: Uint8Array;
+      checkpoints?: { size: number; note: string; created: string }[];
+    }
+  | { op: "close" };
+
+export type WorkerReply =
+  | {
+      op: "opened";
+      origin: string;
+      head: { size: number; range: Uint8Array };
+      latest: { size: number; note: string } | null;
+      recovery: import("../store/audit-store.js").Recovery;
+    }
+  | { op: "committed"; id: number; size: number; root: Uint8Array; leaves: Uint8Array }
+  | { op: "error"; id?: number; message: string; code?: string }
+  | { op: "closed" };
+
+const toBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+
+/** The writer's request handler; runs in the writer thread, or inline when the log has no thread. */
+export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
+  let store: AuditStore | undefined;
+  let range = CompactRange.empty();
+  const hasher = new LeafHasher();
+  const fail = (err: unknown, id?: number): WorkerReply => {
+    const e = err as { message?: string; code?: string };
+    const r: WorkerReply = { op: "error", message: e.message ?? String(err) };
+    if (id !== undefined) r.id = id;
+    if (e.code !== undefined) r.code = e.code;
+    return r;
+  };
+  return (msg) => {
+    switch (msg.op) {
+      case "open":
+        try {
+          const opened = AuditStore.openWriter(msg.dir, { origin: msg.origin, maxBytes: msg.maxBytes });
+          store = opened.store;
+          const head = store.head();
+          range = CompactRange.deserialize(head.range);
+          const latest = store.latestCheckpoint();
+          return {
+            op: "opened",
+            origin: opened.origin,
+            head: { size: head.size, range: head.range },
+            latest: latest && { size: latest.size, note: latest.note },
+            recovery: opened.recovery,
+          };
+        } catch (err) {
+          return fail(err);
+        }
+      case "commit":
+        try {
+          if (!store) throw new Error("audit store is not open");
+          const batch: CommitBatch = { firstSeq: msg.firstSeq, records: [] };
+          const before = range.clone();
+          let leaves = Buffer.alloc(0);
+          if (msg.records) {
+            const buf = toBuffer(msg.records);
+            if (msg.firstSeq !== range.size) throw new Error(`expected seq ${range.size}, got ${msg.firstSeq}`);
+            const hashes: Buffer[] = [];
+            for (let off = 0; off < buf.length; ) {
+              const len = buf.readUInt32BE(off);
+              const bytes = buf.subarray(off + 4, off + 4 + len);
+              const leaf = hasher.hash(bytes);
+              range.append(leaf);
+              hashes.push(leaf);
+              batch.records?.push([bytes, leaf]);
+              off += 4 + len;
+            }
+            leaves = Buffer.concat(hashes);
+            batch.head = { size: range.size, range: range.serialize() };
+          }
+          if (msg.checkpoints) batch.checkpoints = msg.checkpoints;
+          try {
+            store.commit(batch);
+          } catch (err) {
+            range = before;
+            throw err;
+          }
+          return { op: "committed", id: msg.id, size: range.size, root: range.root(), leaves };
+        } catch (err) {
+          return fail(err, msg.id);
+        }
+      case "close":
+        try {
+          store?.close();
+          store = undefined;
+          return { op: "closed" };
+        } catch (err) {
+          return fail(err);
+        }
+    }
+  };
+}
+
+if (!isMainThread && parentPort && (workerData as { wardenAuditWriter?: boolean } | null)?.wardenAuditWriter) {
+  const port = parentPort;
+  const handle = createWriterHandler();
+  port.on("message", (msg: WorkerRequest) => port.postMessage(handle(msg)));
+}

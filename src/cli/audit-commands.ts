@@ -1,0 +1,592 @@
+// `warden audit ...`: verify, checkpoint, prove, check-proof, export, query, tail.
+// Thin over src/audit. The output formats and exit codes are a contract (README).
+
+import { once } from "node:events";
+import { createWriteStream, existsSync, readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { resolveDataDir } from "../audit/data-dir.js";
+import { csvHeader, csvRow, toOcsf } from "../audit/export.js";
+import { logPublicKeyPath } from "../audit/log.js";
+import {
+  consistencyProof,
+  hashLeaf,
+  inclusionProof,
+  packedLeaves,
+  subtreeHash,
+  verifyConsistency,
+  verifyInclusion,
+} from "../audit/merkle.js";
+import { keyLabel, NoteError, openCheckpoint, parseCheckpointText, parseNote, strictBase64 } from "../audit/note.js";
+import { parseRecord, RECORD_TYPES } from "../audit/record.js";
+import {
+  fileSource,
+  loadVerifiers,
+  originOfCheckpoints,
+  storeSource,
+  type VerifyResult,
+  verifyLog,
+} from "../audit/verify.js";
+import { KeyError } from "../keys/keys.js";
+import { parseDuration } from "../policy/duration.js";
+import { AuditStore, AuditStoreError } from "../store/audit-store.js";
+import { type CliIO, EXIT, readInput, UsageError } from "./io.js";
+
+export const AUDIT_HELP = `Usage: warden audit <command> [options]
+
+Every command reads the log in --data-dir DIR (default: $WARDEN_DATA_DIR, else ./.warden/),
+the directory the gateway writes to; none of them writes to it.
+
+Commands:
+  verify [--key PUB]... [--checkpoint FILE]   check every record, the tree and every checkpoint
+  verify --file EXPORT.jsonl [--checkpoints FILE] --key PUB...
+                                              the same, offline, on an export
+  checkpoint [-o FILE]                        print the latest signed checkpoint (save it elsewhere)
+  prove --seq N                               inclusion proof (JSON) against the latest checkpoint
+  prove --from SIZE1 [--to SIZE2]             consistency proof between two tree sizes
+  check-proof [--key PUB]... [--checkpoint FILE] PROOF.json|-
+                                              verify a proof offline
+  export --format jsonl|csv|ocsf [-o FILE] [filters]
+                                              jsonl -o FILE also writes FILE.checkpoints
+  query [filters] [--limit N] [--format text|jsonl]
+  tail [-n N] [-f] [filters] [--format text|jsonl]
+
+Filters: --agent NAME --user ID --server NAME --tool NAME --decision allow|deny|require_approval
+         --type ${RECORD_TYPES.join("|")} --since T --until T
+         (T is an RFC 3339 time or a duration before now: 30m, 2h, 7d)
+
+Keys (--key, repeatable): a PEM public key file, a file holding a verifier key
+(name+hexid+base64), or the verifier key itself. Without --key, the log's own
+public key in DIR/keys/ is used, with a warning: a key pinned elsewhere is
+stronger evidence.
+
+Exit codes: 0 intact / success; 1 verification failed (the first problem is
+named); 2 unusable input, options or data directory.
+`;
+
+type OptionSpec = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>["options"]>;
+
+type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+function parse(args: string[], options: OptionSpec): { values: Values; positionals: string[] } {
+  try {
+    return parseArgs({
+      args,
+      options: { "data-dir": { type: "string" }, ...options },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function noPositionals(positionals: string[]): void {
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+}
+
+function openReader(dataDir: string | undefined): AuditStore {
+  try {
+    return AuditStore.openReader(resolveDataDir(dataDir));
+  } catch (err) {
+    if (err instanceof AuditStoreError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+export async function auditCommand(args: string[], io: CliIO): Promise<number> {
+  const [sub, ...rest] = args;
+  try {
+    switch (sub) {
+      case "verify":
+        return await verify(rest, io);
+      case "checkpoint":
+        return await checkpoint(rest, io);
+      case "prove":
+        return prove(rest, io);
+      case "check-proof":
+        return await checkProof(rest, io);
+      case "export":
+        return await exportLog(rest, io);
+      case "query":
+        return query(rest, io);
+      case "tail":
+        return await tail(rest, io);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        io.stdout(AUDIT_HELP);
+        return sub === undefined ? EXIT.unusable : EXIT.ok;
+      default:
+        throw new UsageError(`unknown command "audit ${sub}"; run warden audit --help`);
+    }
+  } catch (err) {
+    if (err instanceof KeyError || err instanceof NoteError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// verify
+
+/** Trusted keys from --key, else the log's own key (with the warning the contract promises). */
+function verifiersFor(keys: string[] | undefined, origin: string | null, dataDir: string | undefined, io: CliIO) {
+  if (keys && keys.length > 0) return loadVerifiers(keys, origin);
+  const own = logPublicKeyPath(resolveDataDir(dataDir));
+  if (!existsSync(own)) {
+    throw new UsageError(`no --key given and no log key at ${own}; pass --key with the log's public key`);
+  }
+  io.stderr(
+    `warning: no --key given; using the log's own public key ${own}. Anyone who can write the data directory could have replaced it: a key pinned elsewhere is stronger evidence.\n`,
+  );
+  return loadVerifiers([own], origin);
+}
+
+function summary(r: VerifyResult): string {
+  const latest = r.latest
+    ? `; latest checkpoint #${r.latest.n} (size ${r.latest.size}) signed by ${r.latest.signedBy.join(", ")}`
+    : "";
+  return `ok: ${r.records} records, ${r.checkpoints} checkpoints, tree head ${r.size} ${r.root}${latest}\n`;
+}
+
+function report(r: VerifyResult, io: CliIO, format: string): number {
+  if (format === "json") {
+    io.stdout(`${JSON.stringify(r)}\n`);
+  } else if (r.ok) {
+    io.stdout(summary(r));
+  } else {
+    const [first, ...more] = r.problems;
+    io.stdout(`FAIL: ${first?.message}\n`);
+    for (const p of more) io.stdout(`  also: ${p.message}\n`);
+  }
+  if (r.ok && r.latest === null && r.records > 0) {
+    io.stderr(`warning: no signed checkpoint covers these ${r.records} records yet\n`);
+  } else if (r.ok && r.uncovered > 0) {
+    io.stderr(`warning: the last ${r.uncovered} records are not yet covered by a signed checkpoint\n`);
+  }
+  return r.ok ? EXIT.ok : EXIT.failed;
+}
+
+async function verify(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse(args, {
+    key: { type: "string", multiple: true },
+    checkpoint: { type: "string" },
+    file: { type: "string" },
+    checkpoints: { type: "string" },
+    format: { type: "string" },
+  });
+  noPositionals(positionals);
+  const format = values.format ?? "text";
+  if (format !== "text" && format !== "json") throw new UsageError(`--format must be text or json, not "${format}"`);
+  const keys = values.key as string[] | undefined;
+  const trusted = values.checkpoint ? await readInput(values.checkpoint as string, io) : undefined;
+  if (typeof values.file === "string") {
+    if (!keys || keys.length === 0)
+      throw new UsageError("verify --file needs --key: an export is verified against keys you trust");
+    const cpPath = (values.checkpoints as string | undefined) ?? `${values.file}.checkpoints`;
+    let jsonl: Buffer;
+    let cps: string;
+    try {
+      jsonl = readFileSync(values.file);
+      cps = readFileSync(cpPath, "utf8");
+    } catch (err) {
+      throw new UsageError(`cannot read the export: ${(err as Error).message}`);
+    }
+    const verifiers = loadVerifiers(keys, originOfCheckpoints(cps));
+    const result = await verifyLog(fileSource(jsonl, cps), verifiers, trusted);
+    if (result.checkpoints === 0) {
+      io.stdout(`FAIL: ${cpPath} holds no checkpoints: nothing signed to verify the export against\n`);
+      return EXIT.failed;
+    }
+    return report(result, io, format);
+  }
+  const store = openReader(values["data-dir"] as string | undefined);
+  try {
+    // One read transaction: a consistent snapshot even while the gateway appends.
+    store.db.exec("BEGIN");
+    const source = storeSource(store);
+    const verifiers = verifiersFor(keys, source.origin, values["data-dir"] as string | undefined, io);
+    return report(await verifyLog(source, verifiers, trusted), io, format);
+  } finally {
+    if (store.db.inTransaction) store.db.exec("COMMIT");
+    store.close();
+  }
+}
+
+async function checkpoint(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse(args, { output: { type: "string", short: "o" } });
+  noPositionals(positionals);
+  const store = openReader(values["data-dir"] as string | undefined);
+  try {
+    const latest = store.latestCheckpoint();
+    if (!latest) {
+      io.stderr("the log has no checkpoint yet\n");
+      return EXIT.failed;
+    }
+    await writeOut(values.output as string | undefined, [latest.note], io);
+    return EXIT.ok;
+  } finally {
+    store.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// proofs
+
+const b64 = (b: Buffer) => b.toString("base64");
+
+function intArg(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(String(value)) || !Number.isSafeInteger(n)) throw new UsageError(`${name} must be a whole number`);
+  return n;
+}
+
+function prove(args: string[], io: CliIO): number {
+  const { values, positionals } = parse(args, {
+    seq: { type: "string" },
+    from: { type: "string" },
+    to: { type: "string" },
+  });
+  noPositionals(positionals);
+  const seq = intArg(values.seq, "--seq");
+  const from = intArg(values.from, "--from");
+  const to = intArg(values.to, "--to");
+  if ((seq === undefined) === (from === undefined)) throw new UsageError("prove needs either --seq N or --from SIZE1");
+  const store = openReader(values["data-dir"] as string | undefined);
+  try {
+    const checkpoints = store.checkpoints().map((c) => ({ ...c, parsed: parseCheckpointText(parseNote(c.note).text) }));
+    const latest = checkpoints.at(-1);
+    if (!latest) throw new UsageError("the log has no signed checkpoint yet; nothing to prove against");
+    const origin = latest.parsed.origin;
+    if (seq !== undefined) {
+      if (seq >= latest.size) {
+        throw new UsageError(
+          `record ${seq} is not covered by the latest checkpoint (size ${latest.size}); try again after the next checkpoint`,
+        );
+      }
+      const leaves = packedLeaves(store.leafHashes(latest.size));
+      const record = store.record(seq) as Buffer;
+      const proof = {
+        type: "inclusion",
+        origin,
+        seq,
+        treeSize: latest.size,
+        leafHash: b64(hashLeaf(record)),
+        record: record.toString("utf8"),
+        proof: inclusionProof(leaves, seq, latest.size).map(b64),
+        checkpoint: latest.note,
+      };
+      io.stdout(`${JSON.stringify(proof, null, 2)}\n`);
+      return EXIT.ok;
+    }
+    const size2 = to ?? latest.size;
+    const cp2 = checkpoints.filter((c) => c.size === size2).at(-1);
+    if (!cp2) {
+      const sizes = [...new Set(checkpoints.map((c) => c.size))].slice(-10).join(", ");
+      throw new UsageError(
+        `no checkpoint signs size ${size2}; a proof must end at a signed tree (recent sizes: ${sizes})`,
+      );
+    }
+    const size1 = from as number;
+    if (size1 > size2) throw new UsageError(`--from ${size1} is larger than --to ${size2}`);
+    const leaves = packedLeaves(store.leafHashes(size2));
+    const cp1 = checkpoints.filter((c) => c.size === size1).at(-1);
+    const proof = {
+      type: "consistency",
+      origin,
+      size1,
+      size2,
+      root1: b64(subtreeHash(leaves, 0, size1)),
+      root2: b64(cp2.parsed.root),
+      proof: consistencyProof(leaves, size1, size2).map(b64),
+      checkpoint1: cp1?.note ?? null,
+      checkpoint2: cp2.note,
+    };
+    io.stdout(`${JSON.stringify(proof, null, 2)}\n`);
+    return EXIT.ok;
+  } finally {
+    store.close();
+  }
+}
+
+function hashes(v: unknown, what: string): Buffer[] {
+  if (!Array.isArray(v)) throw new UsageError(`${what} must be a list of base64 hashes`);
+  return v.map((x) => {
+    const b = typeof x === "string" ? strictBase64(x) : undefined;
+    if (b?.length !== 32) throw new UsageError(`${what}: "${String(x)}" is not a base64 SHA-256 hash`);
+    return b as Buffer;
+  });
+}
+
+async function checkProof(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse(args, {
+    key: { type: "string", multiple: true },
+    checkpoint: { type: "string" },
+  });
+  if (positionals.length !== 1) throw new UsageError("check-proof needs one PROOF file (or - for stdin)");
+  let p: Record<string, unknown>;
+  try {
+    p = JSON.parse(await readInput(positionals[0] as string, io));
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(`${positionals[0]}: not valid JSON: ${(err as Error).message}`);
+  }
+  const origin = typeof p.origin === "string" ? p.origin : null;
+  const verifiers = verifiersFor(
+    values.key as string[] | undefined,
+    origin,
+    values["data-dir"] as string | undefined,
+    io,
+  );
+  const fail = (why: string) => {
+    io.stdout(`FAIL: ${why}\n`);
+    return EXIT.failed;
+  };
+  const signed = (note: unknown, what: string) => {
+    if (typeof note !== "string") throw new UsageError(`the proof has no ${what}`);
+    const c = openCheckpoint(note, verifiers);
+    if (origin !== null && c.origin !== origin)
+      throw new NoteError("malformed", `${what} is for "${c.origin}", not "${origin}"`);
+    return c;
+  };
+  try {
+    if (p.type === "inclusion") {
+      const c = signed(p.checkpoint, "checkpoint");
+      const seq = Number(p.seq);
+      if (p.treeSize !== c.size)
+        return fail(`the proof is for size ${String(p.treeSize)} but the checkpoint signs ${c.size}`);
+      const [leaf] = hashes([p.leafHash], "leafHash") as [Buffer];
+      if (typeof p.record === "string" && !hashLeaf(Buffer.from(p.record, "utf8")).equals(leaf)) {
+        return fail("the record does not hash to leafHash: it was altered");
+      }
+      if (!verifyInclusion(seq, c.size, leaf, hashes(p.proof, "proof"), c.root)) {
+        return fail(
+          `record ${seq} is not in the tree of size ${c.size} signed by ${c.verifiedBy.map(keyLabel).join(", ")}`,
+        );
+      }
+      io.stdout(
+        `ok: record ${seq} is in ${c.origin}'s tree of size ${c.size} (root ${b64(c.root)}), signed by ${c.verifiedBy.map(keyLabel).join(", ")}\n`,
+      );
+      return EXIT.ok;
+    }
+    if (p.type === "consistency") {
+      const c2 = signed(p.checkpoint2, "checkpoint2");
+      const size1 = Number(p.size1);
+      const [root1] = hashes([p.root1], "root1") as [Buffer];
+      if (p.size2 !== c2.size) return fail(`the proof is for size ${String(p.size2)} but checkpoint2 signs ${c2.size}`);
+      if (!verifyConsistency(size1, c2.size, hashes(p.proof, "proof"), root1, c2.root)) {
+        return fail(`the tree of size ${c2.size} does not extend the tree of size ${size1} with root ${b64(root1)}`);
+      }
+      const anchors: { size: number; root: Buffer }[] = [];
+      if (p.checkpoint1) anchors.push(signed(p.checkpoint1, "checkpoint1"));
+      if (values.checkpoint) anchors.push(signed(await readInput(values.checkpoint as string, io), "--checkpoint"));
+      for (const a of anchors) {
+        if (a.size !== size1 || !a.root.equals(root1)) {
+          return fail(
+            `the older checkpoint (size ${a.size}, root ${b64(a.root)}) is not the tree the proof starts from`,
+          );
+        }
+      }
+      if (anchors.length === 0) {
+        io.stderr(
+          `warning: the older tree (size ${size1}, root ${b64(root1)}) is not signed; compare it with a checkpoint you trust, or pass --checkpoint\n`,
+        );
+      }
+      io.stdout(
+        `ok: ${c2.origin}'s tree of size ${c2.size} extends the tree of size ${size1}${anchors.length > 0 ? " (signed)" : ""}, signed by ${c2.verifiedBy.map(keyLabel).join(", ")}\n`,
+      );
+      return EXIT.ok;
+    }
+  } catch (err) {
+    if (err instanceof NoteError) return fail(err.message);
+    throw err;
+  }
+  throw new UsageError(`unknown proof type "${String(p.type)}"; expected inclusion or consistency`);
+}
+
+// ---------------------------------------------------------------------------
+// export, query, tail
+
+const FILTERS: OptionSpec = {
+  agent: { type: "string" },
+  user: { type: "string" },
+  server: { type: "string" },
+  tool: { type: "string" },
+  decision: { type: "string" },
+  type: { type: "string" },
+  since: { type: "string" },
+  until: { type: "string" },
+};
+
+function timeArg(value: string, name: string): string {
+  const ago = parseDuration(value);
+  const ms = ago !== undefined ? Date.now() - ago : Date.parse(value);
+  if (!Number.isFinite(ms)) throw new UsageError(`${name} must be an RFC 3339 time or a duration such as 30m, 2h, 7d`);
+  return new Date(ms).toISOString();
+}
+
+/** SQL over the stored JSON for the filter options. */
+function filterSql(values: Record<string, unknown>): { where: string; params: unknown[]; filtered: boolean } {
+  const conds: string[] = [];
+  const params: unknown[] = [];
+  const j = (path: string) => `json_extract(CAST(record AS TEXT), '${path}')`;
+  const eq: [string, string][] = [
+    ["agent", "$.agent.name"],
+    ["user", "$.user.id"],
+    ["server", "$.server"],
+    ["tool", "$.tool"],
+    ["decision", "$.decision"],
+    ["type", "$.type"],
+  ];
+  for (const [opt, path] of eq) {
+    if (typeof values[opt] === "string") {
+      conds.push(`${j(path)} = ?`);
+      params.push(values[opt]);
+    }
+  }
+  if (typeof values.decision === "string" && !["allow", "deny", "require_approval"].includes(values.decision)) {
+    throw new UsageError("--decision must be allow, deny or require_approval");
+  }
+  if (typeof values.type === "string" && !(RECORD_TYPES as readonly string[]).includes(values.type)) {
+    throw new UsageError(`--type must be one of ${RECORD_TYPES.join(", ")}`);
+  }
+  if (typeof values.since === "string") {
+    conds.push(`${j("$.time")} >= ?`);
+    params.push(timeArg(values.since, "--since"));
+  }
+  if (typeof values.until === "string") {
+    conds.push(`${j("$.time")} < ?`);
+    params.push(timeArg(values.until, "--until"));
+  }
+  return { where: conds.join(" AND "), params, filtered: conds.length > 0 };
+}
+
+async function writeOut(path: string | undefined, chunks: Iterable<string>, io: CliIO): Promise<void> {
+  if (!path || path === "-") {
+    for (const c of chunks) io.stdout(c);
+    return;
+  }
+  const out = createWriteStream(path);
+  for (const c of chunks) if (!out.write(c)) await once(out, "drain");
+  out.end();
+  await once(out, "finish");
+}
+
+function version(): string {
+  return (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string })
+    .version;
+}
+
+async function exportLog(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse(args, {
+    format: { type: "string" },
+    output: { type: "string", short: "o" },
+    ...FILTERS,
+  });
+  noPositionals(positionals);
+  const format = values.format;
+  if (format !== "jsonl" && format !== "csv" && format !== "ocsf")
+    throw new UsageError("export needs --format jsonl, csv or ocsf");
+  const { where, params, filtered } = filterSql(values);
+  const store = openReader(values["data-dir"] as string | undefined);
+  try {
+    store.db.exec("BEGIN");
+    const checkpoints = store.checkpoints();
+    const origin = store.meta().origin ?? "";
+    const output = values.output as string | undefined;
+    const rows = store.db
+      .prepare(`SELECT record FROM records${where ? ` WHERE ${where}` : ""} ORDER BY seq`)
+      .raw(true)
+      .iterate(...params) as IterableIterator<[Buffer]>;
+    const pv = version();
+    function* lines(): Generator<string> {
+      if (format === "csv") yield csvHeader();
+      for (const [bytes] of rows) {
+        if (format === "jsonl") yield `${bytes.toString("utf8")}\n`;
+        else if (format === "csv") yield csvRow(parseRecord(bytes.toString("utf8")));
+        else yield `${JSON.stringify(toOcsf(parseRecord(bytes.toString("utf8")), origin, pv))}\n`;
+      }
+    }
+    await writeOut(output, lines(), io);
+    if (format === "jsonl" && output && output !== "-") {
+      await writeOut(
+        `${output}.checkpoints`,
+        checkpoints.map((c, i) => (i === 0 ? c.note : `\n${c.note}`)),
+        io,
+      );
+      if (filtered) io.stderr("note: a filtered export cannot be verified on its own; verify needs every record\n");
+      else
+        io.stderr(
+          `wrote ${output} and ${output}.checkpoints; verify with: warden audit verify --file ${output} --key PUB\n`,
+        );
+    }
+    return EXIT.ok;
+  } finally {
+    if (store.db.inTransaction) store.db.exec("COMMIT");
+    store.close();
+  }
+}
+
+function renderText(bytes: Buffer): string {
+  const r = parseRecord(bytes.toString("utf8"));
+  const who = [r.agent?.name, r.user?.id ? `(${r.user.id})` : null].filter(Boolean).join(" ");
+  const what = r.server || r.tool ? `${r.server ?? "?"}/${r.tool ?? "?"}` : "";
+  const decision = r.decision ? `${r.decision}${r.enforced === false ? " (audit mode)" : ""}` : "";
+  return `${[r.seq, r.time, r.type, decision, who, what].filter((x) => x !== "").join("  ")}${r.reason ? `  — ${r.reason}` : ""}\n`;
+}
+
+function rowFormat(values: Record<string, unknown>): (b: Buffer) => string {
+  const format = values.format ?? "text";
+  if (format === "jsonl") return (b) => `${b.toString("utf8")}\n`;
+  if (format === "text") return renderText;
+  throw new UsageError(`--format must be text or jsonl, not "${String(format)}"`);
+}
+
+function query(args: string[], io: CliIO): number {
+  const { values, positionals } = parse(args, { limit: { type: "string" }, format: { type: "string" }, ...FILTERS });
+  noPositionals(positionals);
+  const render = rowFormat(values);
+  const limit = intArg(values.limit, "--limit") ?? 1000;
+  const { where, params } = filterSql(values);
+  const store = openReader(values["data-dir"] as string | undefined);
+  try {
+    for (const [, bytes] of store.query(where, params, "ASC", limit)) io.stdout(render(bytes));
+    return EXIT.ok;
+  } finally {
+    store.close();
+  }
+}
+
+async function tail(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse(args, {
+    lines: { type: "string", short: "n" },
+    follow: { type: "boolean", short: "f" },
+    format: { type: "string" },
+    interval: { type: "string" },
+    ...FILTERS,
+  });
+  noPositionals(positionals);
+  const render = rowFormat(values);
+  const n = intArg(values.lines, "-n") ?? 10;
+  const interval = intArg(values.interval, "--interval") ?? 250;
+  const { where, params } = filterSql(values);
+  const store = openReader(values["data-dir"] as string | undefined);
+  try {
+    const last = store.query(where, params, "DESC", n).reverse();
+    for (const [, bytes] of last) io.stdout(render(bytes));
+    if (!values.follow) return EXIT.ok;
+    let after = last.at(-1)?.[0] ?? store.recordCount() - 1;
+    // Runs until the process is interrupted.
+    for (;;) {
+      await new Promise((r) => setTimeout(r, interval));
+      const more = store.query(where ? `seq > ? AND ${where}` : "seq > ?", [after, ...params], "ASC", 10_000);
+      for (const [seq, bytes] of more) {
+        io.stdout(render(bytes));
+        after = seq;
+      }
+    }
+  } finally {
+    store.close();
+  }
+}

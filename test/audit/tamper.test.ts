@@ -1,0 +1,295 @@
+// The tamper matrix: each way of altering a log on disk is caught by
+// `warden audit verify`, which exits 1 naming the first bad record or checkpoint
+// and what is wrong. The log is real (written by the AuditLog); the tampering
+// goes straight to the SQLite file, as an attacker with disk access would.
+import assert from "node:assert/strict";
+import { createPrivateKey } from "node:crypto";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { openAuditLog } from "../../src/audit/log.js";
+import { CompactRange, hashLeaf } from "../../src/audit/merkle.js";
+import { ed25519Signer, signCheckpoint } from "../../src/audit/note.js";
+import { loadVerifiers, storeSource, verifyLog } from "../../src/audit/verify.js";
+import { scanParallel } from "../../src/audit/verify-parallel.js";
+import { main } from "../../src/cli/warden.js";
+import { generateKeyPair } from "../../src/keys/keys.js";
+import { AuditStore } from "../../src/store/audit-store.js";
+
+const root = mkdtempSync(join(tmpdir(), "warden-tamper-"));
+const pristine = join(root, "pristine");
+const ORIGIN = "tamper.example/log";
+let pub: string;
+let savedCheckpoint: string;
+let copies = 0;
+
+before(async () => {
+  const log = await openAuditLog({
+    dataDir: pristine,
+    origin: ORIGIN,
+    warn: () => {},
+    checkpointEvery: { records: 10, seconds: 0 },
+  });
+  for (let i = 0; i < 50; i++) {
+    await log.append({
+      type: "decision",
+      agent: { name: "agent" },
+      server: "fs",
+      tool: "read_file",
+      arguments: { path: `/tmp/${i}` },
+      decision: i % 3 === 0 ? "deny" : "allow",
+      enforced: true,
+      reason: `decision ${i}`,
+    });
+  }
+  savedCheckpoint = (await log.checkpoint()).note;
+  await log.close();
+  pub = join(pristine, "keys", "log.pub");
+});
+after(() => rmSync(root, { recursive: true, force: true }));
+
+/** A copy of the pristine log, altered by `tamper` through a writable SQLite connection. */
+function tampered(tamper: (db: Database.Database) => void): string {
+  const dir = join(root, `copy${copies++}`);
+  cpSync(pristine, dir, { recursive: true });
+  const db = new Database(join(dir, "audit.db"));
+  try {
+    tamper(db);
+  } finally {
+    db.close();
+  }
+  return dir;
+}
+
+async function verifyCli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const code = await main(["audit", "verify", ...args], {
+    stdout: (t) => {
+      out += t;
+    },
+    stderr: (t) => {
+      err += t;
+    },
+    readStdin: async () => "",
+  });
+  return { code, out, err };
+}
+
+const recordOf = (db: Database.Database, seq: number) =>
+  (db.prepare("SELECT record FROM records WHERE seq = ?").get(seq) as { record: Buffer }).record;
+
+/** Rewrites the tree head to match the records, as a careful attacker would. */
+function fixHead(db: Database.Database): void {
+  const range = CompactRange.empty();
+  for (const { record } of db.prepare("SELECT record FROM records ORDER BY seq").all() as { record: Buffer }[]) {
+    range.append(hashLeaf(record));
+  }
+  db.prepare("UPDATE head SET size = ?, range = ? WHERE id = 0").run(range.size, range.serialize());
+}
+
+const logKey = () => createPrivateKey(readFileSync(join(pristine, "keys", "log.key")));
+
+const cases: { name: string; tamper: (db: Database.Database) => void; expect: RegExp; args?: () => string[] }[] = [
+  {
+    name: "one byte of one record changed",
+    tamper: (db) => {
+      const r = Buffer.from(recordOf(db, 17));
+      const at = r.indexOf("decision 17");
+      r[at + 9] = "8".charCodeAt(0);
+      db.prepare("UPDATE records SET record = ? WHERE seq = 17").run(r);
+    },
+    expect: /^FAIL: record 17: its bytes do not match its leaf hash — the record was edited/,
+  },
+  {
+    name: "a record deleted",
+    tamper: (db) => {
+      db.prepare("DELETE FROM records WHERE seq = 23").run();
+    },
+    expect: /^FAIL: record 23 is missing \(the next record is 24\)/,
+  },
+  {
+    name: "two records swapped",
+    tamper: (db) => {
+      const a = db.prepare("SELECT record, leaf FROM records WHERE seq = 30").get() as { record: Buffer; leaf: Buffer };
+      const b = db.prepare("SELECT record, leaf FROM records WHERE seq = 31").get() as { record: Buffer; leaf: Buffer };
+      const upd = db.prepare("UPDATE records SET record = ?, leaf = ? WHERE seq = ?");
+      upd.run(b.record, b.leaf, 30);
+      upd.run(a.record, a.leaf, 31);
+    },
+    expect: /^FAIL: record 30 carries seq 31: records were reordered, removed or inserted/,
+  },
+  {
+    name: "the tail truncated",
+    tamper: (db) => {
+      db.prepare("DELETE FROM records WHERE seq >= 45").run();
+      fixHead(db);
+    },
+    expect: /^FAIL: truncated: checkpoint #5 signs 50 records but the log has 45/,
+  },
+  {
+    name: "the tail truncated and re-appended with forged records",
+    tamper: (db) => {
+      const forged = [45, 46, 47, 48, 49].map((seq) =>
+        Buffer.from(
+          recordOf(db, seq)
+            .toString()
+            .replace(/"decision \d+"/, '"nothing to see"'),
+        ),
+      );
+      db.prepare("DELETE FROM records WHERE seq >= 45").run();
+      const ins = db.prepare("INSERT INTO records (seq, leaf, record) VALUES (?, ?, ?)");
+      forged.forEach((r, i) => {
+        ins.run(45 + i, hashLeaf(r), r);
+      });
+      fixHead(db);
+    },
+    expect:
+      /^FAIL: checkpoint #5 \(size 50\) does not match the records: records 40–49 were edited, removed, reordered or forged/,
+  },
+  {
+    name: "a checkpoint replaced by one signed with another key",
+    tamper: (db) => {
+      const other = ed25519Signer(ORIGIN, createPrivateKey(generateKeyPair("ed25519").privatePem));
+      const range = CompactRange.empty();
+      for (let s = 0; s < 30; s++) range.append(hashLeaf(recordOf(db, s)));
+      const note = signCheckpoint({ origin: ORIGIN, size: 30, root: range.root() }, other);
+      db.prepare("UPDATE checkpoints SET note = ? WHERE n = 3").run(note);
+    },
+    expect:
+      /^FAIL: checkpoint #3 \(size 30\): no signature from a trusted key \(signed by tamper\.example\/log\+[0-9a-f]{8}\) — forged, or signed with a key not given with --key/,
+  },
+  {
+    name: "a checkpoint whose root does not match (signed with the log's own key)",
+    tamper: (db) => {
+      const note = signCheckpoint(
+        { origin: ORIGIN, size: 30, root: Buffer.alloc(32, 9) },
+        ed25519Signer(ORIGIN, logKey()),
+      );
+      db.prepare("UPDATE checkpoints SET note = ? WHERE n = 3").run(note);
+    },
+    expect:
+      /^FAIL: checkpoint #3 \(size 30\): its root does not match the first 30 records, though later checkpoints do/,
+  },
+  {
+    name: "a checkpoint whose root was edited (signature no longer holds)",
+    tamper: (db) => {
+      const { note } = db.prepare("SELECT note FROM checkpoints WHERE n = 3").get() as { note: string };
+      const lines = note.split("\n");
+      lines[2] = Buffer.alloc(32, 9).toString("base64");
+      db.prepare("UPDATE checkpoints SET note = ? WHERE n = 3").run(lines.join("\n"));
+    },
+    expect:
+      /^FAIL: checkpoint #3 \(size 30\): invalid signature by key tamper\.example\/log\+[0-9a-f]{8} — the checkpoint was altered/,
+  },
+  {
+    name: "an older checkpoint replayed as the latest",
+    tamper: (db) => {
+      const { note } = db.prepare("SELECT note FROM checkpoints WHERE n = 2").get() as { note: string };
+      db.prepare("INSERT INTO checkpoints (n, size, note, created) VALUES (6, 20, ?, 'x')").run(note);
+    },
+    expect:
+      /^FAIL: checkpoint #6 \(size 20\) is older than checkpoint #5 \(size 50\): an older checkpoint replayed as the latest/,
+  },
+  {
+    name: "a consistent rollback (records and checkpoints cut back together), caught by a checkpoint saved earlier",
+    tamper: (db) => {
+      db.prepare("DELETE FROM records WHERE seq >= 30").run();
+      db.prepare("DELETE FROM checkpoints WHERE size > 30").run();
+      fixHead(db);
+    },
+    args: () => {
+      const saved = join(root, "saved-checkpoint.txt");
+      writeFileSync(saved, savedCheckpoint);
+      return ["--checkpoint", saved];
+    },
+    expect: /^FAIL: truncated: the trusted checkpoint signs 50 records but the log has 30/,
+  },
+];
+
+describe("warden audit verify: tamper matrix", () => {
+  it("passes the untouched log, naming the tree head", async () => {
+    const r = await verifyCli("--data-dir", pristine, "--key", pub);
+    assert.equal(r.code, 0, r.out);
+    assert.match(
+      r.out,
+      /^ok: 50 records, 5 checkpoints, tree head 50 [A-Za-z0-9+/]{43}=; latest checkpoint #5 \(size 50\)/,
+    );
+  });
+
+  for (const c of cases) {
+    it(`detects ${c.name}`, async () => {
+      const dir = tampered(c.tamper);
+      const r = await verifyCli("--data-dir", dir, "--key", pub, ...(c.args?.() ?? []));
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, c.expect);
+      // The parallel reader (used for large logs) must reach the same verdict.
+      const store = AuditStore.openReader(dir);
+      try {
+        const fast = await verifyLog(
+          storeSource(store, { threshold: 0, chunkHeight: 3 }),
+          loadVerifiers([pub], ORIGIN),
+          c.args ? savedCheckpoint : undefined,
+        );
+        assert.equal(fast.ok, false);
+      } finally {
+        store.close();
+      }
+    });
+  }
+
+  it("the parallel reader agrees with the sequential one on an intact log", async () => {
+    const store = AuditStore.openReader(pristine);
+    try {
+      const v = loadVerifiers([pub], ORIGIN);
+      const fast = await verifyLog(storeSource(store, { threshold: 0, chunkHeight: 3 }), v);
+      const slow = await verifyLog(storeSource(store, { threshold: Number.POSITIVE_INFINITY, chunkHeight: 3 }), v);
+      assert.ok(fast.ok, fast.problems[0]?.message);
+      assert.deepEqual(fast, slow);
+      // ...and it really is the parallel path (chunks of 8; the last one partial).
+      const scan = await scanParallel(pristine, 50, new Set([10, 20, 50]), 3);
+      assert.ok(scan);
+      assert.equal(scan.root.toString("base64"), slow.root);
+      assert.equal(scan.rootsAt.size, 3);
+    } finally {
+      store.close();
+    }
+  });
+
+  it("refuses a key that did not sign the log", async () => {
+    const other = join(root, "other.pub");
+    writeFileSync(other, generateKeyPair("ed25519").publicPem);
+    const r = await verifyCli("--data-dir", pristine, "--key", other);
+    assert.equal(r.code, 1);
+    assert.match(r.out, /^FAIL: checkpoint #1 \(size 10\): no signature from a trusted key/);
+  });
+
+  it("without --key uses the log's own key and warns that a pinned key is stronger", async () => {
+    const r = await verifyCli("--data-dir", pristine);
+    assert.equal(r.code, 0);
+    assert.match(r.err, /no --key given; using the log's own public key .*a key pinned elsewhere is stronger evidence/);
+  });
+
+  it("verifies an export offline, and catches an edited line in it", async () => {
+    const out = join(root, "export.jsonl");
+    const code = await main(["audit", "export", "--data-dir", pristine, "--format", "jsonl", "-o", out], {
+      stdout: () => {},
+      stderr: () => {},
+      readStdin: async () => "",
+    });
+    assert.equal(code, 0);
+    const ok = await verifyCli("--file", out, "--key", pub);
+    assert.equal(ok.code, 0, ok.out);
+    assert.match(ok.out, /^ok: 50 records, 5 checkpoints/);
+    const lines = readFileSync(out, "utf8").split("\n");
+    lines[17] = (lines[17] as string).replace("decision 17", "decision 71");
+    writeFileSync(out, lines.join("\n"));
+    const bad = await verifyCli("--file", out, "--key", pub);
+    assert.equal(bad.code, 1);
+    assert.match(bad.out, /^FAIL: checkpoint #2 \(size 20\) does not match the records: records 10–19 were edited/);
+    const noKey = await verifyCli("--file", out);
+    assert.equal(noKey.code, 2);
+  });
+});
