@@ -170,13 +170,13 @@ export function applyArgumentsPolicy(
   policy: ArgumentsPolicy,
 ): { digest: string | null; storedJson: string } {
   if (args === undefined || args === null) return { digest: null, storedJson: "null" };
-  const full = canonicalJsonFast(args);
+  const full = canonicalJson(args);
   const digest = `sha256:${hash("sha256", full, "hex")}`;
   if (policy.mode === "full") return { digest, storedJson: full };
   if (policy.mode === "digest") return { digest, storedJson: "null" };
   let masked: unknown = args;
   for (const p of policy.mask ?? []) masked = maskAt(masked, parsePointer(p));
-  return { digest, storedJson: canonicalJsonFast(masked) };
+  return { digest, storedJson: canonicalJson(masked) };
 }
 
 // ---------------------------------------------------------------------------
@@ -238,94 +238,14 @@ export function checkEvent(e: AuditEvent): void {
   }
 }
 
-// Fast paths for the record's shallow parts. They produce exactly what canonicalJson
-// produces (a property test checks this) and hand anything deeper, and any string
-// with a surrogate (which may be a lone one, not I-JSON), to canonicalJson itself.
-const SURROGATE = /[\uD800-\uDFFF]/;
-
-function fastString(s: string): string {
-  // Most strings need no escaping at all: no quote, backslash, control character or surrogate.
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) {
-      return SURROGATE.test(s) ? canonicalJson(s) : JSON.stringify(s);
-    }
-  }
-  return `"${s}"`;
-}
-
-/** Canonical JSON of a scalar, a flat array or a flat object; deeper values go to canonicalJson. */
-function fastValue(v: unknown): string {
-  switch (typeof v) {
-    case "string":
-      return fastString(v);
-    case "number":
-      return Number.isFinite(v) ? JSON.stringify(v) : canonicalJson(v);
-    case "boolean":
-      return v ? "true" : "false";
-    case "object":
-      if (v === null) return "null";
-      return (Array.isArray(v) ? flatArray(v) : flatObject(v as Record<string, unknown>)) ?? canonicalJson(v);
-    default:
-      return canonicalJson(v);
-  }
-}
-
-function scalar(v: unknown): string | undefined {
-  if (typeof v === "string") return fastString(v);
-  if (typeof v === "number" && Number.isFinite(v)) return JSON.stringify(v);
-  if (typeof v === "boolean") return v ? "true" : "false";
-  if (v === null) return "null";
-  return undefined;
-}
-
-function flatArray(a: unknown[]): string | undefined {
-  let out = "[";
-  for (let i = 0; i < a.length; i++) {
-    const j = scalar(a[i]);
-    if (j === undefined) return undefined;
-    out += i === 0 ? j : `,${j}`;
-  }
-  return `${out}]`;
-}
-
-function flatObject(o: Record<string, unknown>): string | undefined {
-  const proto = Object.getPrototypeOf(o);
-  if (proto !== Object.prototype && proto !== null) return undefined;
-  const keys = Object.keys(o);
-  // Objects are usually written with their keys in order already; sort only when not.
-  for (let i = 1; i < keys.length; i++) {
-    if ((keys[i - 1] as string) > (keys[i] as string)) {
-      keys.sort();
-      break;
-    }
-  }
-  let out = "{";
-  let first = true;
-  for (const k of keys) {
-    const v = o[k];
-    if (v === undefined) continue;
-    const j = scalar(v) ?? (Array.isArray(v) ? flatArray(v) : undefined);
-    if (j === undefined) return undefined;
-    out += `${first ? "" : ","}${fastString(k)}:${j}`;
-    first = false;
-  }
-  return `${out}}`;
-}
-
-/** Canonical JSON (RFC 8785) of any JSON value; quick for shallow ones. */
-export function canonicalJsonFast(v: unknown): string {
-  return fastValue(v);
-}
-
-/** A record's canonical JSON (RFC 8785), identical to canonicalJson(record) but quicker on the fixed shape. */
+/** A record's canonical JSON (RFC 8785), identical to canonicalJson(record), written in its fixed key order. */
 export function encodeRecord(record: AuditRecord, argumentsJson?: string): string {
   let out = "{";
   for (let i = 0; i < RECORD_KEYS.length; i++) {
     const key = RECORD_KEYS[i] as (typeof RECORD_KEYS)[number];
     const v = record[key];
     if (v === undefined) throw new AuditEventError(`record field ${key} is missing`);
-    const json = key === "arguments" && argumentsJson !== undefined ? argumentsJson : fastValue(v);
+    const json = key === "arguments" && argumentsJson !== undefined ? argumentsJson : canonicalJson(v);
     out += `${i === 0 ? "" : ","}"${key}":${json}`;
   }
   return `${out}}`;
@@ -359,7 +279,7 @@ export function buildRecord(
     `{"agent":${opt(e.agent)},"approval":${opt(e.approval)},"arguments":${storedJson}` +
     `,"argumentsDigest":${digest === null ? "null" : `"${digest}"`},"decision":${strOrNull(e.decision)}` +
     `,"detail":${opt(e.detail)},"enforced":${e.enforced === true ? "true" : e.enforced === false ? "false" : "null"}` +
-    `,"id":${fastString(id)},"latencyUs":${opt(e.latencyUs)}` +
+    `,"id":${canonicalJson(id)},"latencyUs":${opt(e.latencyUs)}` +
     `,"policy":${p ? `{"bundle":${strOrNull(p.bundle)},"name":${strOrNull(p.name)},"set":${strOrNull(p.set)},"version":${strOrNull(p.version)}}` : "null"}` +
     `,"reason":${strOrNull(e.reason)},"rule":${opt(e.rule)},"seq":${seq},"server":${strOrNull(e.server)}` +
     `,"session":${strOrNull(e.session)},"time":"${time}","tool":${strOrNull(e.tool)},"trace":${opt(e.trace)}` +
@@ -367,8 +287,8 @@ export function buildRecord(
   return { json, id, time };
 }
 
-const opt = (v: unknown) => (v === undefined || v === null ? "null" : fastValue(v));
-const strOrNull = (v: string | null | undefined) => (v === undefined || v === null ? "null" : fastString(v));
+const opt = (v: unknown) => (v === undefined || v === null ? "null" : canonicalJson(v));
+const strOrNull = (v: string | null | undefined) => (v === undefined || v === null ? "null" : canonicalJson(v));
 
 /**
  * The decision record for a policy decision — what the gateway appends, durably,
