@@ -1,16 +1,18 @@
 // The `warden` command. Each command group lives in its own module; this file
 // only dispatches and turns errors into exit codes.
-import { readFileSync } from "node:fs";
 import { auditCommand } from "./audit-commands.js";
 import { type CliIO, EXIT, processIO, UsageError } from "./io.js";
 import { keysCommand } from "./keys-commands.js";
 import { policyCommand } from "./policy-commands.js";
+import { packageVersion, runCommand } from "./run-command.js";
 
 const HELP = `Usage: warden <command> [options]
 
 Warden governs what AI agents may do with their tools, outside the model.
 
 Commands:
+  run --policy PATH --agent NAME --server NAME -- COMMAND ARGS...
+                                   govern a stdio MCP server (drop-in for MCP clients)
   policy validate PATH...          check policy files and directories
   policy eval     --policy PATH --input FILE|-
   policy explain  --policy PATH --input FILE|-
@@ -19,16 +21,9 @@ Commands:
   audit prove | check-proof | checkpoint | export | query | tail
   keys generate   --out DIR        create an Ed25519 (or --type ecdsa-p256) key pair
 
-Run "warden policy --help", "warden audit --help" or "warden keys --help" for details.
+Run "warden run --help", "warden policy --help", "warden audit --help" or "warden keys --help" for details.
 Options: --help, --version.
 `;
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
-    version: string;
-  };
-  return pkg.version;
-}
 
 export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
   const [group, ...rest] = argv;
@@ -40,9 +35,11 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
         return await auditCommand(rest, io);
       case "keys":
         return await keysCommand(rest, io);
+      case "run":
+        return await runCommand(rest, io, packageVersion());
       case "--version":
       case "-v":
-        io.stdout(`warden ${version()}\n`);
+        io.stdout(`warden ${packageVersion()}\n`);
         return EXIT.ok;
       case "--help":
       case "-h":

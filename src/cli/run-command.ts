@@ -1,0 +1,161 @@
+// `warden run`: wrap one stdio MCP server. Everything the client config needs
+// can come from flags or environment variables (WARDEN_*), because desktop
+// clients start servers with a fixed command line and an unpredictable
+// working directory.
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { AuditStoreError, openAuditLog } from "../audit/log.js";
+import { DataDirError } from "../audit/data-dir.js";
+import { KeyError } from "../keys/keys.js";
+import type { Identity } from "../mcp/identity.js";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../mcp/jsonrpc.js";
+import { FilePolicySource } from "../mcp/policy-source.js";
+import { runStdioGateway } from "../mcp/stdio-gateway.js";
+import { formatDiagnostic, PolicyLoadError } from "../policy/diagnostics.js";
+import { type CliIO, EXIT, UsageError } from "./io.js";
+
+export const RUN_HELP = `Usage: warden run --policy PATH --agent NAME --server NAME [options] -- COMMAND [ARGS...]
+
+Starts COMMAND as a stdio MCP server and speaks MCP on this process's stdin/stdout,
+governing every call with the policies in PATH and recording every decision in the
+audit log before the call is forwarded.
+
+Options (each also from an environment variable):
+  --policy PATH          policy file or directory, repeatable          WARDEN_POLICY (paths separated by ${process.platform === "win32" ? ";" : ":"})
+  --agent NAME           the agent's name, as policies select it      WARDEN_AGENT
+  --server NAME          the server's name, as policies select it     WARDEN_SERVER
+  --user ID              the user the agent acts for                  WARDEN_USER
+  --groups A,B           the user's groups                            WARDEN_GROUPS
+  --labels K=V,...       the agent's labels                           WARDEN_LABELS
+  --data-dir DIR         where the audit log lives (default ./.warden) WARDEN_DATA_DIR
+  --key PRIVKEY          Ed25519 key that signs checkpoints           WARDEN_KEY
+                         (default: the log's own key in DIR/keys/)
+  --default-decision deny|allow   when no policy applies (default deny)
+  --audit-arguments digest|full   store tool arguments in the log, or only their digest (default digest)
+  --max-message-bytes N  largest message accepted (default 4194304)
+  --no-watch             do not reload policy files when they change
+
+Stderr of COMMAND passes through. When COMMAND exits, Warden exits with its code.
+`;
+
+export async function runCommand(args: string[], io: CliIO, version: string): Promise<number> {
+  const dash = args.indexOf("--");
+  const own = dash < 0 ? args : args.slice(0, dash);
+  const command = dash < 0 ? [] : args.slice(dash + 1);
+  let values: Record<string, string | string[] | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: own,
+      allowPositionals: false,
+      strict: true,
+      options: {
+        policy: { type: "string", multiple: true },
+        agent: { type: "string" },
+        server: { type: "string" },
+        user: { type: "string" },
+        groups: { type: "string" },
+        labels: { type: "string" },
+        "data-dir": { type: "string" },
+        key: { type: "string" },
+        "default-decision": { type: "string" },
+        "audit-arguments": { type: "string" },
+        "max-message-bytes": { type: "string" },
+        "no-watch": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${RUN_HELP}`);
+  }
+  if (values.help) {
+    io.stdout(RUN_HELP);
+    return EXIT.ok;
+  }
+  const env = process.env;
+  const sep = process.platform === "win32" ? ";" : ":";
+  const policy = (values.policy as string[] | undefined) ?? env.WARDEN_POLICY?.split(sep).filter(Boolean) ?? [];
+  const agent = (values.agent as string | undefined) ?? env.WARDEN_AGENT;
+  const server = (values.server as string | undefined) ?? env.WARDEN_SERVER;
+  if (policy.length === 0) throw new UsageError("warden run needs --policy PATH (or WARDEN_POLICY)");
+  if (!agent) throw new UsageError("warden run needs --agent NAME (or WARDEN_AGENT): policies select agents by name");
+  if (!server) throw new UsageError("warden run needs --server NAME (or WARDEN_SERVER): policies select servers by name");
+  if (command.length === 0) throw new UsageError("warden run needs the server's command after --, e.g. -- npx -y @modelcontextprotocol/server-filesystem /tmp");
+  const defaultDecision = (values["default-decision"] as string | undefined) ?? "deny";
+  if (defaultDecision !== "deny" && defaultDecision !== "allow") throw new UsageError("--default-decision must be deny or allow");
+  const auditArguments = (values["audit-arguments"] as string | undefined) ?? "digest";
+  if (auditArguments !== "digest" && auditArguments !== "full") throw new UsageError("--audit-arguments must be digest or full");
+  const maxMessageBytes = Number(values["max-message-bytes"] ?? DEFAULT_MAX_MESSAGE_BYTES);
+  if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < 1024) {
+    throw new UsageError("--max-message-bytes must be a whole number of at least 1024");
+  }
+
+  const identity: Identity = { agent: { name: agent }, via: "flags" };
+  const labels = (values.labels as string | undefined) ?? env.WARDEN_LABELS;
+  if (labels) identity.agent.labels = parseLabels(labels);
+  const user = (values.user as string | undefined) ?? env.WARDEN_USER;
+  const groups = (values.groups as string | undefined) ?? env.WARDEN_GROUPS;
+  if (user || groups) {
+    identity.user = {};
+    if (user) identity.user.id = user;
+    if (groups) identity.user.groups = groups.split(",").map((g) => g.trim()).filter(Boolean);
+  }
+
+  // Nothing is written to stdout but MCP: every note goes to stderr.
+  const log = (m: string) => io.stderr(`warden: ${m}\n`);
+  let source: FilePolicySource;
+  try {
+    source = await FilePolicySource.open(policy, { defaultDecision });
+  } catch (err) {
+    if (!(err instanceof PolicyLoadError)) throw err;
+    for (const d of err.diagnostics) io.stderr(`${formatDiagnostic(d)}\n`);
+    log("the policies do not load; refusing to start (fix them, or check with: warden policy validate)");
+    return EXIT.unusable;
+  }
+  let audit: Awaited<ReturnType<typeof openAuditLog>>;
+  try {
+    audit = await openAuditLog({
+      dataDir: (values["data-dir"] as string | undefined) ?? env.WARDEN_DATA_DIR,
+      signingKey: (values.key as string | undefined) ?? env.WARDEN_KEY,
+      arguments: { mode: auditArguments },
+      warn: log,
+    });
+  } catch (err) {
+    if (err instanceof DataDirError || err instanceof AuditStoreError || err instanceof KeyError) {
+      log(`cannot open the audit log: ${err.message}`);
+      return EXIT.unusable;
+    }
+    throw err;
+  }
+  const [cmd, ...cmdArgs] = command as [string, ...string[]];
+  const code = await runStdioGateway({
+    server,
+    child: { command: cmd, args: cmdArgs },
+    identity,
+    policy: source,
+    audit,
+    maxMessageBytes,
+    input: process.stdin,
+    output: process.stdout,
+    log,
+    version,
+    watchPolicy: !values["no-watch"],
+  });
+  return code;
+}
+
+export function parseLabels(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of text.split(",")) {
+    const trimmed = part.trim();
+    if (trimmed === "") continue;
+    const eq = trimmed.indexOf("=");
+    if (eq <= 0) throw new UsageError(`label "${trimmed}" must be written KEY=VALUE`);
+    out[trimmed.slice(0, eq)] = trimmed.slice(eq + 1);
+  }
+  return out;
+}
+
+/** Used by tests and wrap: the version in package.json. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+}

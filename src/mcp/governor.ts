@@ -1,0 +1,212 @@
+// The decision pipeline for one tool call, in the order DESIGN.md §2 gives:
+// policy decision → (approval) → rate limit → the tool's own inputSchema →
+// durable audit record → forward. Every refusal says why, and is recorded
+// before the agent hears about it. Nothing here forwards anything: the session
+// does that, and only when this says so.
+import type { AuditLog } from "../audit/log.js";
+import { type AuditEvent, decisionEvent } from "../audit/record.js";
+import type { Decision, DecisionInput } from "../policy/decision.js";
+import type { Identity } from "./identity.js";
+import type { PolicyProvider } from "./policy-source.js";
+import { describeRefusal, type RateLimiter } from "./rate-limit.js";
+import type { ToolDefinition } from "./tool-catalog.js";
+import type { UpstreamConnection } from "./upstream.js";
+
+/** Asks a human; built in the approvals module. Without one, require_approval is a deny. */
+export interface ApprovalChannel {
+  request(call: PendingCall, decision: Decision): Promise<{ approved: boolean; reason: string; by?: string }>;
+}
+
+export interface CallRequest {
+  identity: Identity;
+  sessionId: string;
+  /** Calls this session made so far, by tool (session.calls in CEL). */
+  sessionCalls: Record<string, number>;
+  upstream: UpstreamConnection;
+  tool: string;
+  arguments: Record<string, unknown>;
+}
+
+export interface PendingCall {
+  input: DecisionInput;
+  identity: Identity;
+}
+
+/** Why a call was refused, in words for the agent; "hidden" answers look the same as a tool that does not exist. */
+export type Verdict =
+  | { forward: true; input: DecisionInput; decision: Decision; recordId: string; startedMs: number }
+  | { forward: false; message: string };
+
+export interface GovernorOptions {
+  policy: PolicyProvider;
+  audit: AuditLog;
+  limiter: RateLimiter;
+  approvals?: ApprovalChannel;
+  /** The digest of the signed bundle the policy came from, if any. */
+  bundle?: () => string | null;
+}
+
+type Stage = "policy" | "unknown-tool" | "input-schema" | "rate-limit" | "approval";
+
+/** What the agent is told about a tool it may not see, or that does not exist: the same words for both. */
+export function notAvailable(tool: string): string {
+  return `Tool "${tool}" is not available.`;
+}
+
+export class Governor {
+  constructor(private readonly o: GovernorOptions) {}
+
+  get policy(): PolicyProvider {
+    return this.o.policy;
+  }
+
+  decisionInput(req: Pick<CallRequest, "identity" | "sessionId" | "sessionCalls" | "upstream" | "tool" | "arguments">): DecisionInput {
+    const { identity } = req;
+    const input: DecisionInput = {
+      agent: identity.agent,
+      request: { server: req.upstream.name, tool: req.tool, arguments: req.arguments, method: "tools/call" },
+      session: { id: req.sessionId, calls: req.sessionCalls },
+    };
+    if (identity.user) input.user = identity.user;
+    return input;
+  }
+
+  async decideCall(req: CallRequest): Promise<Verdict> {
+    const startedMs = performance.now();
+    const set = this.o.policy.current();
+    const input = this.decisionInput(req);
+    const decision = set.decide(input);
+    let verdict = decision.decision;
+    let stage: Stage = "policy";
+    let reason = decision.reason;
+    let hidden = false;
+    let approval: Record<string, unknown> | null = null;
+
+    if (decision.enforced) {
+      if (verdict !== "deny") {
+        const tool = await req.upstream.catalog.lookup(req.tool);
+        if (!tool) {
+          [verdict, stage, hidden] = ["deny", "unknown-tool", true];
+          reason = `denied: upstream ${req.upstream.name} has no tool named exactly "${req.tool}"`;
+        } else {
+          const refusal = this.precheck(req, input, decision, tool);
+          if (refusal) [verdict, stage, reason] = ["deny", refusal.stage, refusal.reason];
+        }
+      } else if (!set.couldPermit(input)) {
+        hidden = true;
+      }
+      if (verdict === "require_approval") {
+        const outcome = await this.approve(input, req.identity, decision);
+        approval = outcome.record;
+        [verdict, stage, reason] = outcome.approved ? ["allow", "approval", outcome.reason] : ["deny", "approval", outcome.reason];
+        // An approved call still spends rate-limit budget.
+        const refused = outcome.approved ? this.o.limiter.take(decision.obligations.rateLimits, input) : undefined;
+        if (refused) [verdict, stage, reason] = ["deny", "rate-limit", `denied: ${describeRefusal(refused)}`];
+      }
+    }
+
+    const latencyUs = Math.round((performance.now() - startedMs) * 1000);
+    const event = decisionEvent(decision, input, { bundle: this.o.bundle?.() ?? null, latencyUs, session: req.sessionId });
+    event.decision = verdict;
+    event.reason = reason;
+    if (approval) event.approval = approval;
+    if (stage !== "policy" || verdict !== decision.decision) {
+      event.detail = { ...(event.detail ?? {}), stage, policyDecision: decision.decision, via: req.identity.via };
+    } else {
+      event.detail = { ...(event.detail ?? {}), via: req.identity.via };
+    }
+    let recordId: string;
+    try {
+      recordId = (await this.o.audit.append(event)).id;
+    } catch (err) {
+      return {
+        forward: false,
+        message: `Denied: the audit log is unavailable (${(err as Error).message}); Warden refuses calls it cannot record.`,
+      };
+    }
+    const passes = verdict === "allow" || !decision.enforced;
+    if (passes) return { forward: true, input, decision, recordId, startedMs };
+    return { forward: false, message: hidden ? notAvailable(req.tool) : agentReason(reason) };
+  }
+
+  /** Checks that need the tool's definition or spend budget: inputSchema, then rate limits. */
+  private precheck(
+    req: CallRequest,
+    input: DecisionInput,
+    decision: Decision,
+    _tool: ToolDefinition,
+  ): { stage: Stage; reason: string } | undefined {
+    const schemaProblem = req.upstream.catalog.check(req.tool, req.arguments);
+    if (schemaProblem !== undefined) return { stage: "input-schema", reason: `denied: ${schemaProblem}` };
+    if (decision.decision === "allow") {
+      const refused = this.o.limiter.take(decision.obligations.rateLimits, input);
+      if (refused) return { stage: "rate-limit", reason: `denied: ${describeRefusal(refused)}` };
+    }
+    return undefined;
+  }
+
+  private async approve(
+    input: DecisionInput,
+    identity: Identity,
+    decision: Decision,
+  ): Promise<{ approved: boolean; reason: string; record: Record<string, unknown> | null }> {
+    const channel = this.o.approvals;
+    if (!channel) {
+      return {
+        approved: false,
+        reason: `denied: ${decision.reason}, and no approval channel is configured on this gateway, so the call cannot be approved (fail closed)`,
+        record: null,
+      };
+    }
+    try {
+      const r = await channel.request({ input, identity }, decision);
+      if (r.approved) {
+        return { approved: true, reason: `approved${r.by ? ` by ${r.by}` : ""}: ${r.reason}`, record: { outcome: "approved", by: r.by ?? null } };
+      }
+      return { approved: false, reason: `denied: ${r.reason}`, record: { outcome: "denied", by: r.by ?? null } };
+    } catch (err) {
+      return { approved: false, reason: `denied: the approval could not be obtained (${(err as Error).message})`, record: { outcome: "failed" } };
+    }
+  }
+
+  /** Records how a forwarded call ended; failures to record are reported, and the log then refuses further calls. */
+  recordOutcome(
+    v: Extract<Verdict, { forward: true }>,
+    outcome: { status: "success" | "tool-error" | "upstream-error" | "cancelled"; error?: string },
+  ): void {
+    const durationMs = Math.round((performance.now() - v.startedMs) * 1000) / 1000;
+    const event: AuditEvent = {
+      type: "outcome",
+      agent: { name: v.input.agent.name },
+      user: v.input.user ? { id: v.input.user.id, groups: v.input.user.groups } : null,
+      session: v.input.session?.id ?? null,
+      server: v.input.request.server,
+      tool: v.input.request.tool,
+      decision: v.decision.decision,
+      enforced: v.decision.enforced,
+      policy: { name: v.decision.policy, version: v.decision.version, set: v.decision.policySet, bundle: this.o.bundle?.() ?? null },
+      reason: outcome.error ?? null,
+      detail: { status: outcome.status, durationMs, decisionId: v.recordId },
+    };
+    if (event.user && event.user.id === undefined) delete event.user.id;
+    if (event.user && event.user.groups === undefined) delete event.user.groups;
+    this.o.audit.append(event).catch(() => {
+      // The log is now failed; the next call's decision record will fail and deny it.
+    });
+  }
+
+  /** Appends a record that is not about one call (lifecycle, refused requests); never throws. */
+  async record(event: AuditEvent): Promise<boolean> {
+    try {
+      await this.o.audit.append(event);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** The reason as the agent sees it: the policy's words, without the internal "denied:" prefix. */
+function agentReason(reason: string): string {
+  return `Denied: ${reason.replace(/^denied: /, "")}`;
+}

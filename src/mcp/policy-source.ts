@@ -1,0 +1,86 @@
+// The policy set a running gateway decides with, loaded from files and
+// reloaded when they change. A new version is used only if it loads without
+// errors; a bad edit keeps the last good set and is reported, so an operator's
+// typo can neither open nor close the gateway by accident.
+import { type FSWatcher, watch } from "node:fs";
+import { type Diagnostic, PolicyLoadError } from "../policy/diagnostics.js";
+import { compilePolicySet, type EngineOptions, type PolicySet } from "../policy/engine.js";
+import { loadPolicyPaths } from "../policy/loader.js";
+
+export interface PolicyProvider {
+  current(): PolicySet;
+}
+
+export type ReloadEvent =
+  | { kind: "loaded"; set: PolicySet; previous: string; warnings: Diagnostic[] }
+  | { kind: "refused"; keeping: string; diagnostics: Diagnostic[] };
+
+export async function loadPolicySet(paths: readonly string[], options: EngineOptions): Promise<PolicySet> {
+  const { policySet, diagnostics } = compilePolicySet(await loadPolicyPaths(paths), options);
+  if (!policySet) throw new PolicyLoadError(diagnostics);
+  return policySet;
+}
+
+export class FilePolicySource implements PolicyProvider {
+  private set: PolicySet;
+  private watchers: FSWatcher[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private reloading: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly paths: readonly string[],
+    private readonly options: EngineOptions,
+    initial: PolicySet,
+  ) {
+    this.set = initial;
+  }
+
+  /** Loads the paths; throws PolicyLoadError (every diagnostic) if they do not load. */
+  static async open(paths: readonly string[], options: EngineOptions = {}): Promise<FilePolicySource> {
+    return new FilePolicySource(paths, options, await loadPolicySet(paths, options));
+  }
+
+  current(): PolicySet {
+    return this.set;
+  }
+
+  /** Loads the files again now; resolves with what happened. */
+  async reload(): Promise<ReloadEvent> {
+    const previous = this.set.digest;
+    const { policySet, diagnostics } = compilePolicySet(await loadPolicyPaths(this.paths), this.options);
+    if (!policySet) return { kind: "refused", keeping: previous, diagnostics };
+    this.set = policySet;
+    return { kind: "loaded", set: policySet, previous, warnings: diagnostics };
+  }
+
+  /** Watches the paths (directories recursively) and reloads, debounced, on every change. */
+  watch(onEvent: (e: ReloadEvent) => void, debounceMs = 150): void {
+    for (const p of this.paths) {
+      try {
+        const w = watch(p, { recursive: true, persistent: false }, () => this.schedule(onEvent, debounceMs));
+        w.on("error", () => {});
+        this.watchers.push(w);
+      } catch {
+        // A path that cannot be watched (removed since load): reloads still happen via reload().
+      }
+    }
+  }
+
+  private schedule(onEvent: (e: ReloadEvent) => void, debounceMs: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.reloading = this.reloading.then(async () => {
+        const e = await this.reload();
+        // Nothing changed (an editor touched the file): nothing to report.
+        if (e.kind === "loaded" && e.set.digest === e.previous) return;
+        onEvent(e);
+      });
+    }, debounceMs);
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+  }
+}

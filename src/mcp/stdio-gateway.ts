@@ -1,0 +1,164 @@
+// `warden run`: Warden as a drop-in stdio MCP server. It starts the real
+// server as a child, speaks MCP to the client on its own stdin/stdout, and
+// governs everything in between. The child's stderr passes through. When the
+// child exits, Warden records it and exits too; when the client goes away,
+// Warden stops the child and closes the log with a final checkpoint.
+import { randomUUID } from "node:crypto";
+import type { Readable, Writable } from "node:stream";
+import type { AuditLog } from "../audit/log.js";
+import type { AuditEvent } from "../audit/record.js";
+import { formatDiagnostic } from "../policy/diagnostics.js";
+import { type ApprovalChannel, Governor } from "./governor.js";
+import type { Identity } from "./identity.js";
+import { ErrorCode, errorResponse, idOf, type JsonRpcResponse, parseFrame } from "./jsonrpc.js";
+import type { FilePolicySource, ReloadEvent } from "./policy-source.js";
+import { RateLimiter } from "./rate-limit.js";
+import { GovernedSession } from "./session.js";
+import { LineWriter, readLines } from "./stdio-framing.js";
+import { ChildProcessTransport, type ChildSpec } from "./stdio-transport.js";
+import { UpstreamConnection } from "./upstream.js";
+import { UpstreamHandle } from "./upstream-handle.js";
+
+export interface StdioGatewayOptions {
+  server: string;
+  child: ChildSpec;
+  identity: Identity;
+  policy: FilePolicySource;
+  audit: AuditLog;
+  approvals?: ApprovalChannel;
+  maxMessageBytes: number;
+  input: Readable;
+  output: Writable;
+  /** Operator-facing messages (stderr). */
+  log(message: string): void;
+  version: string;
+  /** Reload policy files when they change (default true). */
+  watchPolicy?: boolean;
+}
+
+/** Runs until the client or the server goes away; resolves with the exit code. */
+export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
+  const sessionId = randomUUID();
+  const governor = new Governor({ policy: o.policy, audit: o.audit, limiter: new RateLimiter(), approvals: o.approvals });
+  const writer = new LineWriter(o.output);
+  const base = {
+    agent: { name: o.identity.agent.name },
+    user: o.identity.user ? { id: o.identity.user.id, groups: o.identity.user.groups } : null,
+    session: sessionId,
+    server: o.server,
+  };
+  const lifecycle = (event: string, reason: string, detail: Record<string, unknown> = {}) =>
+    governor.record({ ...base, type: "lifecycle", reason, detail: { event, ...detail } });
+  const refuse = (reason: string, detail: Record<string, unknown>) => {
+    const e: AuditEvent = { ...base, type: "decision", decision: "deny", enforced: true, reason, detail: { stage: "protocol", ...detail } };
+    void governor.record(e);
+  };
+
+  const transport = new ChildProcessTransport(o.child, o.maxMessageBytes, (what) => o.log(`upstream ${o.server}: ${what}`));
+  const conn = new UpstreamConnection(o.server, transport);
+  const handle = new UpstreamHandle(o.server, "passthrough");
+  handle.attach(conn);
+  const session = new GovernedSession({
+    id: sessionId,
+    identity: o.identity,
+    governor,
+    upstreams: [handle],
+    aggregate: false,
+    send: (m) => writer.write(m),
+    serverInfo: { name: "warden", version: o.version },
+    log: o.log,
+  });
+
+  let finish: (code: number) => void = () => {};
+  const finished = new Promise<number>((resolve) => {
+    finish = resolve;
+  });
+  let stopping = false;
+  const stop = async (code: number, event: string, reason: string, detail: Record<string, unknown> = {}) => {
+    if (stopping) return;
+    stopping = true;
+    o.policy.close();
+    session.close();
+    await lifecycle(event, reason, detail);
+    await transport.close();
+    try {
+      await o.audit.close();
+    } catch (err) {
+      o.log(`closing the audit log failed: ${(err as Error).message}`);
+      code = code === 0 ? 1 : code;
+    }
+    finish(code);
+  };
+
+  conn.onClose = (reason) => {
+    if (stopping) return; // Warden stopped it
+    const code = transport.exit?.signal ? 1 : (transport.exit?.code ?? 1);
+    o.log(`the upstream server "${o.server}" stopped (${reason}); Warden is stopping too`);
+    void stop(code, "upstream-exited", `upstream ${o.server}: ${reason}`, { exit: transport.exit });
+  };
+
+  try {
+    await conn.start();
+  } catch (err) {
+    o.log(`cannot start the upstream server "${o.server}" (${o.child.command}): ${(err as Error).message}`);
+    await lifecycle("upstream-failed", `could not start ${o.child.command}: ${(err as Error).message}`);
+    await o.audit.close().catch(() => {});
+    return 1;
+  }
+  await lifecycle("start", `warden run governing ${o.server}`, {
+    command: [o.child.command, ...o.child.args],
+    pid: transport.pid,
+    policySet: o.policy.current().digest,
+    identity: o.identity.via,
+  });
+
+  const onReload = async (e: ReloadEvent) => {
+    if (e.kind === "loaded") {
+      o.log(`policy reloaded: ${e.set.digest} (was ${e.previous})`);
+      for (const w of e.warnings) o.log(formatDiagnostic(w));
+      await lifecycle("policy-loaded", "policy files changed and were reloaded", { policySet: e.set.digest, previous: e.previous });
+      session.toolsChanged();
+    } else {
+      o.log(`policy change refused, still using ${e.keeping}:`);
+      for (const d of e.diagnostics) o.log(formatDiagnostic(d));
+      await lifecycle("policy-refused", "changed policy files did not load; the last good policy stays in force", {
+        keeping: e.keeping,
+        errors: e.diagnostics.filter((d) => d.severity === "error").map(formatDiagnostic).slice(0, 20),
+      });
+    }
+  };
+
+  if (o.watchPolicy !== false) {
+    o.policy.watch((e) => void onReload(e));
+  }
+  const onLine = async (text: string) => {
+    const parsed = parseFrame(text, o.maxMessageBytes);
+    if (!parsed.ok) {
+      writer.write(parsed.response);
+      refuse(`message refused: ${parsed.why}`, { error: parsed.response.error?.message });
+      return;
+    }
+    const answers = await Promise.all(
+      parsed.messages.map((m) =>
+        session.handle(m).catch((err): JsonRpcResponse => {
+          o.log(`internal error: ${(err as Error).stack ?? err}`);
+          return errorResponse(idOf(m), ErrorCode.InternalError, "internal error in Warden; the call was not forwarded");
+        }),
+      ),
+    );
+    const responses = answers.filter((a): a is JsonRpcResponse => a !== undefined);
+    if (responses.length === 0) return;
+    writer.write(parsed.batch ? responses : responses[0]);
+  };
+
+  readLines(o.input, o.maxMessageBytes, {
+    line: (text) => void onLine(text),
+    oversized: (bytes) => {
+      writer.write(errorResponse(null, ErrorCode.RequestTooLarge, `message of ${bytes} bytes is over the ${o.maxMessageBytes}-byte limit; not processed`));
+      refuse(`message over the size limit (${bytes} bytes)`, { bytes });
+    },
+    end: () => void stop(0, "stop", "the client closed the connection"),
+  });
+
+  return finished;
+}
