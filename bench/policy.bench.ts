@@ -1,5 +1,5 @@
 // Policy engine benchmark: ns per decision for
-//   (a) examples/github/policy.yaml over a weighted coding-agent call mix,
+//   (a) examples/policies/github/policy.yaml over a weighted coding-agent call mix,
 //   (b) a generated set of 100 ToolPolicy documents × 10 rules over a mix that hits most of them,
 //   (c) the same decisions as (a) in Cedar (@cedar-policy/cedar-wasm, preparsed policy set,
 //       statefulIsAuthorized), measured in the same run as the baseline; (c-min) the same with
@@ -559,13 +559,16 @@ async function main(): Promise<void> {
   const cedar: typeof CedarModule = await import("@cedar-policy/cedar-wasm/nodejs");
   const cedarImport = msSince(t0);
 
-  const githubText = readFileSync(new URL("../../examples/github/policy.yaml", import.meta.url), "utf8");
+  const githubText = readFileSync(new URL("../../examples/policies/github/policy.yaml", import.meta.url), "utf8");
   const compile = (sources: SourceFile[]) => {
     const r = compilePolicySet(loadPolicySources(sources));
     if (!r.policySet) fail(`policies did not compile:\n${showDiagnostics(r.diagnostics)}`);
     return { policySet: r.policySet, diagnostics: r.diagnostics };
   };
-  const githubCompile = timeOnce(() => compile([{ file: "examples/github/policy.yaml", text: githubText }]), 20);
+  const githubCompile = timeOnce(
+    () => compile([{ file: "examples/policies/github/policy.yaml", text: githubText }]),
+    20,
+  );
   const github = githubCompile.value.policySet;
   const genSources = generatedSources();
   const genCompile = timeOnce(() => compile(genSources), 5);
@@ -648,7 +651,7 @@ async function main(): Promise<void> {
   console.log("One-time cost                                   cold (first)   warm (median)");
   console.log(`  import Warden engine (loader + engine + CEL)   ${lpad(ms(wardenImport), 12)}`);
   console.log(
-    `  (a) load + compile examples/github            ${lpad(ms(githubCompile.cold), 12)}   ${lpad(ms(githubCompile.warm), 12)}`,
+    `  (a) load + compile examples/policies/github         ${lpad(ms(githubCompile.cold), 12)}   ${lpad(ms(githubCompile.warm), 12)}`,
   );
   console.log(
     `  (b) load + compile 100 policies × 10 rules     ${lpad(ms(genCompile.cold), 12)}   ${lpad(ms(genCompile.warm), 12)}`,

@@ -4,8 +4,8 @@
 // working directory.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { AuditStoreError, openAuditLog } from "../audit/log.js";
 import { DataDirError } from "../audit/data-dir.js";
+import { AuditStoreError, openAuditLog } from "../audit/log.js";
 import { KeyError } from "../keys/keys.js";
 import type { Identity } from "../mcp/identity.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../mcp/jsonrpc.js";
@@ -78,12 +78,18 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
   const server = (values.server as string | undefined) ?? env.WARDEN_SERVER;
   if (policy.length === 0) throw new UsageError("warden run needs --policy PATH (or WARDEN_POLICY)");
   if (!agent) throw new UsageError("warden run needs --agent NAME (or WARDEN_AGENT): policies select agents by name");
-  if (!server) throw new UsageError("warden run needs --server NAME (or WARDEN_SERVER): policies select servers by name");
-  if (command.length === 0) throw new UsageError("warden run needs the server's command after --, e.g. -- npx -y @modelcontextprotocol/server-filesystem /tmp");
+  if (!server)
+    throw new UsageError("warden run needs --server NAME (or WARDEN_SERVER): policies select servers by name");
+  if (command.length === 0)
+    throw new UsageError(
+      "warden run needs the server's command after --, e.g. -- npx -y @modelcontextprotocol/server-filesystem /tmp",
+    );
   const defaultDecision = (values["default-decision"] as string | undefined) ?? "deny";
-  if (defaultDecision !== "deny" && defaultDecision !== "allow") throw new UsageError("--default-decision must be deny or allow");
+  if (defaultDecision !== "deny" && defaultDecision !== "allow")
+    throw new UsageError("--default-decision must be deny or allow");
   const auditArguments = (values["audit-arguments"] as string | undefined) ?? "digest";
-  if (auditArguments !== "digest" && auditArguments !== "full") throw new UsageError("--audit-arguments must be digest or full");
+  if (auditArguments !== "digest" && auditArguments !== "full")
+    throw new UsageError("--audit-arguments must be digest or full");
   const maxMessageBytes = Number(values["max-message-bytes"] ?? DEFAULT_MAX_MESSAGE_BYTES);
   if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < 1024) {
     throw new UsageError("--max-message-bytes must be a whole number of at least 1024");
@@ -97,7 +103,11 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
   if (user || groups) {
     identity.user = {};
     if (user) identity.user.id = user;
-    if (groups) identity.user.groups = groups.split(",").map((g) => g.trim()).filter(Boolean);
+    if (groups)
+      identity.user.groups = groups
+        .split(",")
+        .map((g) => g.trim())
+        .filter(Boolean);
   }
 
   // Nothing is written to stdout but MCP: every note goes to stderr.
@@ -157,5 +167,6 @@ export function parseLabels(text: string): Record<string, string> {
 
 /** Used by tests and wrap: the version in package.json. */
 export function packageVersion(): string {
-  return (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+  return (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string })
+    .version;
 }

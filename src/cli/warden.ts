@@ -5,6 +5,7 @@ import { type CliIO, EXIT, processIO, UsageError } from "./io.js";
 import { keysCommand } from "./keys-commands.js";
 import { policyCommand } from "./policy-commands.js";
 import { packageVersion, runCommand } from "./run-command.js";
+import { serveCommand } from "./serve-command.js";
 
 const HELP = `Usage: warden <command> [options]
 
@@ -13,6 +14,7 @@ Warden governs what AI agents may do with their tools, outside the model.
 Commands:
   run --policy PATH --agent NAME --server NAME -- COMMAND ARGS...
                                    govern a stdio MCP server (drop-in for MCP clients)
+  serve --config warden.yaml       the gateway as an HTTP service (Streamable HTTP and SSE)
   policy validate PATH...          check policy files and directories
   policy eval     --policy PATH --input FILE|-
   policy explain  --policy PATH --input FILE|-
@@ -37,6 +39,8 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
         return await keysCommand(rest, io);
       case "run":
         return await runCommand(rest, io, packageVersion());
+      case "serve":
+        return await serveCommand(rest, io, packageVersion());
       case "--version":
       case "-v":
         io.stdout(`warden ${packageVersion()}\n`);

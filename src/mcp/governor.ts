@@ -60,7 +60,9 @@ export class Governor {
     return this.o.policy;
   }
 
-  decisionInput(req: Pick<CallRequest, "identity" | "sessionId" | "sessionCalls" | "upstream" | "tool" | "arguments">): DecisionInput {
+  decisionInput(
+    req: Pick<CallRequest, "identity" | "sessionId" | "sessionCalls" | "upstream" | "tool" | "arguments">,
+  ): DecisionInput {
     const { identity } = req;
     const input: DecisionInput = {
       agent: identity.agent,
@@ -98,7 +100,9 @@ export class Governor {
       if (verdict === "require_approval") {
         const outcome = await this.approve(input, req.identity, decision);
         approval = outcome.record;
-        [verdict, stage, reason] = outcome.approved ? ["allow", "approval", outcome.reason] : ["deny", "approval", outcome.reason];
+        [verdict, stage, reason] = outcome.approved
+          ? ["allow", "approval", outcome.reason]
+          : ["deny", "approval", outcome.reason];
         // An approved call still spends rate-limit budget.
         const refused = outcome.approved ? this.o.limiter.take(decision.obligations.rateLimits, input) : undefined;
         if (refused) [verdict, stage, reason] = ["deny", "rate-limit", `denied: ${describeRefusal(refused)}`];
@@ -106,7 +110,11 @@ export class Governor {
     }
 
     const latencyUs = Math.round((performance.now() - startedMs) * 1000);
-    const event = decisionEvent(decision, input, { bundle: this.o.bundle?.() ?? null, latencyUs, session: req.sessionId });
+    const event = decisionEvent(decision, input, {
+      bundle: this.o.bundle?.() ?? null,
+      latencyUs,
+      session: req.sessionId,
+    });
     event.decision = verdict;
     event.reason = reason;
     if (approval) event.approval = approval;
@@ -161,11 +169,19 @@ export class Governor {
     try {
       const r = await channel.request({ input, identity }, decision);
       if (r.approved) {
-        return { approved: true, reason: `approved${r.by ? ` by ${r.by}` : ""}: ${r.reason}`, record: { outcome: "approved", by: r.by ?? null } };
+        return {
+          approved: true,
+          reason: `approved${r.by ? ` by ${r.by}` : ""}: ${r.reason}`,
+          record: { outcome: "approved", by: r.by ?? null },
+        };
       }
       return { approved: false, reason: `denied: ${r.reason}`, record: { outcome: "denied", by: r.by ?? null } };
     } catch (err) {
-      return { approved: false, reason: `denied: the approval could not be obtained (${(err as Error).message})`, record: { outcome: "failed" } };
+      return {
+        approved: false,
+        reason: `denied: the approval could not be obtained (${(err as Error).message})`,
+        record: { outcome: "failed" },
+      };
     }
   }
 
@@ -184,7 +200,12 @@ export class Governor {
       tool: v.input.request.tool,
       decision: v.decision.decision,
       enforced: v.decision.enforced,
-      policy: { name: v.decision.policy, version: v.decision.version, set: v.decision.policySet, bundle: this.o.bundle?.() ?? null },
+      policy: {
+        name: v.decision.policy,
+        version: v.decision.version,
+        set: v.decision.policySet,
+        bundle: this.o.bundle?.() ?? null,
+      },
       reason: outcome.error ?? null,
       detail: { status: outcome.status, durationMs, decisionId: v.recordId },
     };

@@ -122,7 +122,11 @@ export class GovernedSession implements UpstreamListener {
     const problem = checkMessage(message);
     if (problem) {
       const id = (message as { id?: unknown })?.id;
-      return errorResponse(typeof id === "string" || typeof id === "number" ? id : null, ErrorCode.InvalidRequest, problem);
+      return errorResponse(
+        typeof id === "string" || typeof id === "number" ? id : null,
+        ErrorCode.InvalidRequest,
+        problem,
+      );
     }
     const m = message as JsonRpcMessage;
     if (isRequest(m)) return this.request(m);
@@ -136,7 +140,11 @@ export class GovernedSession implements UpstreamListener {
 
   private async request(r: JsonRpcRequest): Promise<JsonRpcResponse | undefined> {
     if (!REQUESTS.has(r.method)) {
-      return errorResponse(r.id, ErrorCode.MethodNotFound, `method "${r.method}" is not an MCP method Warden passes on`);
+      return errorResponse(
+        r.id,
+        ErrorCode.MethodNotFound,
+        `method "${r.method}" is not an MCP method Warden passes on`,
+      );
     }
     switch (r.method) {
       case "initialize":
@@ -179,10 +187,17 @@ export class GovernedSession implements UpstreamListener {
     }
     // Managed upstreams were initialized by Warden; answer from what they said.
     const requested = typeof params.protocolVersion === "string" ? params.protocolVersion : "";
-    const protocolVersion = SUPPORTED_PROTOCOL_VERSIONS.includes(requested) ? requested : SUPPORTED_PROTOCOL_VERSIONS[0];
+    const protocolVersion = SUPPORTED_PROTOCOL_VERSIONS.includes(requested)
+      ? requested
+      : SUPPORTED_PROTOCOL_VERSIONS[0];
     if (one) {
       const init = one.conn?.initialized;
-      if (!init) return errorResponse(r.id, ErrorCode.UpstreamUnavailable, `upstream ${one.name} is not ready: ${one.unavailable ?? "starting"}`);
+      if (!init)
+        return errorResponse(
+          r.id,
+          ErrorCode.UpstreamUnavailable,
+          `upstream ${one.name} is not ready: ${one.unavailable ?? "starting"}`,
+        );
       return ok(r.id, { ...init, protocolVersion });
     }
     return ok(r.id, {
@@ -209,7 +224,11 @@ export class GovernedSession implements UpstreamListener {
     const set = this.o.governor.policy.current();
     const visible = (h: UpstreamHandle, t: ToolDefinition) =>
       typeof t?.name === "string" &&
-      set.couldPermit({ agent: this.identity.agent, user: this.identity.user, request: { server: h.name, tool: t.name } });
+      set.couldPermit({
+        agent: this.identity.agent,
+        user: this.identity.user,
+        request: { server: h.name, tool: t.name },
+      });
     const one = this.single();
     if (one) {
       const response = await this.forward(r, one);
@@ -248,7 +267,10 @@ export class GovernedSession implements UpstreamListener {
     if (!route) return toolError(r.id, notAvailable(name));
     const conn = route.handle.conn;
     if (!conn || route.handle.unavailable) {
-      return toolError(r.id, `Tool "${name}" cannot be reached: upstream ${route.handle.name} is unavailable (${route.handle.unavailable ?? "not connected"}).`);
+      return toolError(
+        r.id,
+        `Tool "${name}" cannot be reached: upstream ${route.handle.name} is unavailable (${route.handle.unavailable ?? "not connected"}).`,
+      );
     }
     const verdict = await this.o.governor.decideCall({
       identity: this.identity,
@@ -260,14 +282,18 @@ export class GovernedSession implements UpstreamListener {
     });
     if (!verdict.forward) return toolError(r.id, verdict.message);
     this.calls[route.name] = (this.calls[route.name] ?? 0) + 1;
-    const forwarded: JsonRpcRequest = { ...r, params: { ...params, name: route.name, arguments: verdict.input.request.arguments } };
+    const forwarded: JsonRpcRequest = {
+      ...r,
+      params: { ...params, name: route.name, arguments: verdict.input.request.arguments },
+    };
     const response = await this.forward(forwarded, route.handle);
     if (!response) {
       this.o.governor.recordOutcome(verdict, { status: "cancelled" });
       return undefined;
     }
     const result = response.result as { isError?: boolean; task?: { taskId?: unknown } } | undefined;
-    if (response.error) this.o.governor.recordOutcome(verdict, { status: "upstream-error", error: response.error.message });
+    if (response.error)
+      this.o.governor.recordOutcome(verdict, { status: "upstream-error", error: response.error.message });
     else this.o.governor.recordOutcome(verdict, { status: result?.isError === true ? "tool-error" : "success" });
     if (typeof result?.task?.taskId === "string") this.ownTask(route.handle, result.task.taskId);
     return response;
@@ -290,7 +316,8 @@ export class GovernedSession implements UpstreamListener {
   private async aggregateList(r: JsonRpcRequest): Promise<JsonRpcResponse | undefined> {
     const one = this.single();
     if (one) return this.forward(r, one);
-    const key = r.method === "prompts/list" ? "prompts" : r.method === "resources/list" ? "resources" : "resourceTemplates";
+    const key =
+      r.method === "prompts/list" ? "prompts" : r.method === "resources/list" ? "resources" : "resourceTemplates";
     const items: Record<string, unknown>[] = [];
     for (const h of this.o.upstreams) {
       const cap = r.method === "prompts/list" ? "prompts" : "resources";
@@ -341,7 +368,11 @@ export class GovernedSession implements UpstreamListener {
     if (typeof uri !== "string") return errorResponse(r.id, ErrorCode.InvalidParams, "params.uri is required");
     const h = this.single() ?? this.resourceOwners.get(uri);
     if (!h) {
-      return errorResponse(r.id, ErrorCode.InvalidParams, `unknown resource ${uri}: list resources first, or use the server's own endpoint`);
+      return errorResponse(
+        r.id,
+        ErrorCode.InvalidParams,
+        `unknown resource ${uri}: list resources first, or use the server's own endpoint`,
+      );
     }
     const response = await this.forward(r, h);
     if (response?.result && r.method === "resources/subscribe") h.subscribe(this, uri);
@@ -396,7 +427,11 @@ export class GovernedSession implements UpstreamListener {
   private async forward(r: JsonRpcRequest, h: UpstreamHandle): Promise<JsonRpcResponse | undefined> {
     const conn = h.conn;
     if (!conn || h.unavailable) {
-      return errorResponse(r.id, ErrorCode.UpstreamUnavailable, `upstream ${h.name} is unavailable: ${h.unavailable ?? "not connected"}`);
+      return errorResponse(
+        r.id,
+        ErrorCode.UpstreamUnavailable,
+        `upstream ${h.name} is unavailable: ${h.unavailable ?? "not connected"}`,
+      );
     }
     let params = r.params;
     let mappedToken: string | undefined;
@@ -427,7 +462,8 @@ export class GovernedSession implements UpstreamListener {
     }
     if (n.method === "notifications/cancelled") {
       const requestId = n.params?.requestId;
-      const f = typeof requestId === "string" || typeof requestId === "number" ? this.inflight.get(requestId) : undefined;
+      const f =
+        typeof requestId === "string" || typeof requestId === "number" ? this.inflight.get(requestId) : undefined;
       if (!f) return;
       f.cancelled = true;
       f.conn.notify("notifications/cancelled", { ...n.params, requestId: f.upstreamId });
@@ -452,7 +488,8 @@ export class GovernedSession implements UpstreamListener {
   // ---- messages from upstreams (UpstreamListener) ----
 
   serverRequest(h: UpstreamHandle, request: JsonRpcRequest): Promise<JsonRpcResponse> {
-    if (this.closed) return Promise.resolve(errorResponse(request.id, ErrorCode.InternalError, "the client session ended"));
+    if (this.closed)
+      return Promise.resolve(errorResponse(request.id, ErrorCode.InternalError, "the client session ended"));
     const capability = request.method.startsWith("sampling/")
       ? "sampling"
       : request.method.startsWith("elicitation/")
@@ -470,7 +507,9 @@ export class GovernedSession implements UpstreamListener {
     return new Promise<JsonRpcResponse>((resolve) => {
       const timer = setTimeout(() => {
         this.awaitingClient.delete(id);
-        resolve(errorResponse(request.id, ErrorCode.InternalError, `the client did not answer ${request.method} in time`));
+        resolve(
+          errorResponse(request.id, ErrorCode.InternalError, `the client did not answer ${request.method} in time`),
+        );
       }, CLIENT_ANSWER_TIMEOUT_MS);
       timer.unref();
       this.awaitingClient.set(id, (r) => {
@@ -491,7 +530,11 @@ export class GovernedSession implements UpstreamListener {
       // The server withdrew a request it sent us; the client knows it by Warden's id.
       return;
     }
-    this.o.send(n, relatedTo ?? (n.method === "notifications/message" ? [...this.inflight].find(([, f]) => f.handle === h)?.[0] : undefined));
+    this.o.send(
+      n,
+      relatedTo ??
+        (n.method === "notifications/message" ? [...this.inflight].find(([, f]) => f.handle === h)?.[0] : undefined),
+    );
   }
 
   /** Tells the client its tool list changed (e.g. after a policy reload). */

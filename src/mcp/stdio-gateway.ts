@@ -39,7 +39,12 @@ export interface StdioGatewayOptions {
 /** Runs until the client or the server goes away; resolves with the exit code. */
 export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
   const sessionId = randomUUID();
-  const governor = new Governor({ policy: o.policy, audit: o.audit, limiter: new RateLimiter(), approvals: o.approvals });
+  const governor = new Governor({
+    policy: o.policy,
+    audit: o.audit,
+    limiter: new RateLimiter(),
+    approvals: o.approvals,
+  });
   const writer = new LineWriter(o.output);
   const base = {
     agent: { name: o.identity.agent.name },
@@ -50,11 +55,20 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
   const lifecycle = (event: string, reason: string, detail: Record<string, unknown> = {}) =>
     governor.record({ ...base, type: "lifecycle", reason, detail: { event, ...detail } });
   const refuse = (reason: string, detail: Record<string, unknown>) => {
-    const e: AuditEvent = { ...base, type: "decision", decision: "deny", enforced: true, reason, detail: { stage: "protocol", ...detail } };
+    const e: AuditEvent = {
+      ...base,
+      type: "decision",
+      decision: "deny",
+      enforced: true,
+      reason,
+      detail: { stage: "protocol", ...detail },
+    };
     void governor.record(e);
   };
 
-  const transport = new ChildProcessTransport(o.child, o.maxMessageBytes, (what) => o.log(`upstream ${o.server}: ${what}`));
+  const transport = new ChildProcessTransport(o.child, o.maxMessageBytes, (what) =>
+    o.log(`upstream ${o.server}: ${what}`),
+  );
   const conn = new UpstreamConnection(o.server, transport);
   const handle = new UpstreamHandle(o.server, "passthrough");
   handle.attach(conn);
@@ -116,14 +130,20 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
     if (e.kind === "loaded") {
       o.log(`policy reloaded: ${e.set.digest} (was ${e.previous})`);
       for (const w of e.warnings) o.log(formatDiagnostic(w));
-      await lifecycle("policy-loaded", "policy files changed and were reloaded", { policySet: e.set.digest, previous: e.previous });
+      await lifecycle("policy-loaded", "policy files changed and were reloaded", {
+        policySet: e.set.digest,
+        previous: e.previous,
+      });
       session.toolsChanged();
     } else {
       o.log(`policy change refused, still using ${e.keeping}:`);
       for (const d of e.diagnostics) o.log(formatDiagnostic(d));
       await lifecycle("policy-refused", "changed policy files did not load; the last good policy stays in force", {
         keeping: e.keeping,
-        errors: e.diagnostics.filter((d) => d.severity === "error").map(formatDiagnostic).slice(0, 20),
+        errors: e.diagnostics
+          .filter((d) => d.severity === "error")
+          .map(formatDiagnostic)
+          .slice(0, 20),
       });
     }
   };
@@ -142,7 +162,11 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
       parsed.messages.map((m) =>
         session.handle(m).catch((err): JsonRpcResponse => {
           o.log(`internal error: ${(err as Error).stack ?? err}`);
-          return errorResponse(idOf(m), ErrorCode.InternalError, "internal error in Warden; the call was not forwarded");
+          return errorResponse(
+            idOf(m),
+            ErrorCode.InternalError,
+            "internal error in Warden; the call was not forwarded",
+          );
         }),
       ),
     );
@@ -154,7 +178,13 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
   readLines(o.input, o.maxMessageBytes, {
     line: (text) => void onLine(text),
     oversized: (bytes) => {
-      writer.write(errorResponse(null, ErrorCode.RequestTooLarge, `message of ${bytes} bytes is over the ${o.maxMessageBytes}-byte limit; not processed`));
+      writer.write(
+        errorResponse(
+          null,
+          ErrorCode.RequestTooLarge,
+          `message of ${bytes} bytes is over the ${o.maxMessageBytes}-byte limit; not processed`,
+        ),
+      );
       refuse(`message over the size limit (${bytes} bytes)`, { bytes });
     },
     end: () => void stop(0, "stop", "the client closed the connection"),

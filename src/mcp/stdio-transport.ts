@@ -54,14 +54,17 @@ export class ChildProcessTransport implements Transport {
         this.writer = new LineWriter(child.stdin as Writable);
         readLines(child.stdout as Readable, this.maxBytes, {
           line: (text) => this.line(text),
-          oversized: (bytes) => this.onProtocolError(`the server sent a ${bytes}-byte message, over the limit; dropped`),
+          oversized: (bytes) =>
+            this.onProtocolError(`the server sent a ${bytes}-byte message, over the limit; dropped`),
           end: () => {},
         });
         resolve();
       });
       child.once("exit", (code, signal) => {
         this.exit = { code, signal };
-        this.finish(signal ? `the server process was killed by ${signal}` : `the server process exited with code ${code}`);
+        this.finish(
+          signal ? `the server process was killed by ${signal}` : `the server process exited with code ${code}`,
+        );
       });
     });
   }

@@ -106,7 +106,9 @@ export class ToolCatalog {
 function compileInputSchema(schema: unknown): ((args: unknown) => string | undefined) | { error: string } {
   if (schema === undefined) return () => undefined; // no schema: nothing to check against
   if (typeof schema !== "object" || schema === null) {
-    return { error: "the server's inputSchema for this tool is not a JSON Schema object, so its arguments cannot be checked" };
+    return {
+      error: "the server's inputSchema for this tool is not a JSON Schema object, so its arguments cannot be checked",
+    };
   }
   let text: string;
   try {
@@ -115,7 +117,9 @@ function compileInputSchema(schema: unknown): ((args: unknown) => string | undef
     return { error: "the server's inputSchema cannot be read" };
   }
   if (text.length > MAX_SCHEMA_CHARS) {
-    return { error: `the server's inputSchema is larger than ${MAX_SCHEMA_CHARS} characters, so its arguments are not checked and the call is refused` };
+    return {
+      error: `the server's inputSchema is larger than ${MAX_SCHEMA_CHARS} characters, so its arguments are not checked and the call is refused`,
+    };
   }
   const dialect = (schema as { $schema?: unknown }).$schema;
   const ajv = typeof dialect === "string" && dialect.includes("2020-12") ? draft2020 : draft07;

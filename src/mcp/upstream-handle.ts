@@ -5,7 +5,14 @@
 // to exactly one session is not guessed at: progress goes by the token Warden
 // gave the request, server requests go to the one session with a call in
 // flight, or are refused — a sampling request must never reach another user.
-import { ErrorCode, errorResponse, type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse, type RequestId } from "./jsonrpc.js";
+import {
+  ErrorCode,
+  errorResponse,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+  type RequestId,
+} from "./jsonrpc.js";
 import type { UpstreamConnection } from "./upstream.js";
 
 /** What a session offers the handle: a way to pass server messages to its client. */
@@ -134,7 +141,11 @@ export class UpstreamHandle {
       const token = params.progressToken;
       const route = typeof token === "string" ? this.progress.get(token) : undefined;
       if (!route) return; // not a token Warden handed out: nobody to deliver it to
-      route.listener.serverNotification(this, { ...n, params: { ...params, progressToken: route.token } }, route.requestId);
+      route.listener.serverNotification(
+        this,
+        { ...n, params: { ...params, progressToken: route.token } },
+        route.requestId,
+      );
       return;
     }
     if (n.method === "notifications/resources/updated" && typeof params.uri === "string") {

@@ -101,7 +101,11 @@ export class UpstreamConnection {
       return {
         upstreamId,
         response: Promise.resolve(
-          errorResponse(replyId, ErrorCode.UpstreamUnavailable, `upstream ${this.name} is unavailable: ${this.closedReason}`),
+          errorResponse(
+            replyId,
+            ErrorCode.UpstreamUnavailable,
+            `upstream ${this.name} is unavailable: ${this.closedReason}`,
+          ),
         ),
       };
     }
@@ -111,7 +115,11 @@ export class UpstreamConnection {
           ? setTimeout(() => {
               this.pending.delete(upstreamId);
               resolve(
-                errorResponse(replyId, ErrorCode.UpstreamUnavailable, `upstream ${this.name} did not answer ${method} within ${opts.timeoutMs} ms`),
+                errorResponse(
+                  replyId,
+                  ErrorCode.UpstreamUnavailable,
+                  `upstream ${this.name} did not answer ${method} within ${opts.timeoutMs} ms`,
+                ),
               );
             }, opts.timeoutMs)
           : undefined;
@@ -147,7 +155,10 @@ export class UpstreamConnection {
   }
 
   /** Initializes the server on Warden's own behalf (shared upstreams). */
-  async initialize(clientInfo: { name: string; version: string }, capabilities: Record<string, unknown>): Promise<InitializeResult> {
+  async initialize(
+    clientInfo: { name: string; version: string },
+    capabilities: Record<string, unknown>,
+  ): Promise<InitializeResult> {
     const r = await this.internalRequest("initialize", {
       protocolVersion: LATEST_PROTOCOL_VERSION,
       capabilities,

@@ -10,7 +10,7 @@ export type Schema =
   | StringSchema
   | { type: "integer"; min?: number; max?: number }
   | { type: "boolean" }
-  | { type: "list"; items: Schema; minItems?: number; maxItems?: number }
+  | { type: "list"; items: Schema; minItems?: number; maxItems?: number; acceptSingle?: boolean }
   | ObjectSchema
   | { type: "map"; keys?: StringSchema; values: Schema }
   | { type: "json" };
@@ -89,6 +89,11 @@ export function readNode(node: Node | null, schema: Schema, path: string, ctx: S
       return v;
     }
     case "list": {
+      // `policy: ./dir` for `policy: [./dir]`, where a schema allows it.
+      if (schema.acceptSingle && isScalar(node)) {
+        const v = readNode(node, schema.items, `${path}/0`, ctx, depth + 1);
+        return v === INVALID ? INVALID : [v];
+      }
       if (!isSeq(node)) {
         const hint = isScalar(node) && typeof node.value === "string" ? ` (write a list: [${node.value}])` : "";
         ctx.sink.error(at, `${label(path)} must be a list, not ${describe(node)}${hint}`);

@@ -167,7 +167,7 @@ describe("event checks", () => {
 
 describe("decisionEvent", () => {
   it("turns a real policy decision into a decision record with the policy version", async () => {
-    const loaded = await loadPolicyPaths(["examples/github/policy.yaml"]);
+    const loaded = await loadPolicyPaths(["examples/policies/github/policy.yaml"]);
     const { policySet } = compilePolicySet(loaded, { defaultDecision: "deny" });
     assert.ok(policySet);
     const input = {

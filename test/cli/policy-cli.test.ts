@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { main } from "../../src/cli/warden.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
-const examples = join(root, "examples");
+const examples = join(root, "examples", "policies");
 const bin = join(root, "dist/src/cli/main.js");
 
 async function run(args: string[], stdin = "") {

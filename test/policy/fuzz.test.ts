@@ -54,8 +54,8 @@ const EXAMPLES = ["filesystem", "github", "payments"] as const;
 const read = (path: string) => readFileSync(new URL(path, REPO), "utf8");
 const EXAMPLE_FILES: SourceFile[] = [
   ...EXAMPLES.flatMap((e) => [
-    { file: `examples/${e}/policy.yaml`, text: read(`examples/${e}/policy.yaml`) },
-    { file: `examples/${e}/policy.test.yaml`, text: read(`examples/${e}/policy.test.yaml`) },
+    { file: `examples/policies/${e}/policy.yaml`, text: read(`examples/policies/${e}/policy.yaml`) },
+    { file: `examples/policies/${e}/policy.test.yaml`, text: read(`examples/policies/${e}/policy.test.yaml`) },
   ]),
   { file: "test/fixtures/published-example-pasted.yaml", text: read("test/fixtures/published-example-pasted.yaml") },
 ];
@@ -191,11 +191,14 @@ function compact(v: unknown): string {
 }
 
 const EXAMPLE_SETS: [string, PolicySet][] = [
-  ...EXAMPLES.map((e): [string, PolicySet] => [e, mustCompile([{ file: e, text: read(`examples/${e}/policy.yaml`) }])]),
+  ...EXAMPLES.map((e): [string, PolicySet] => [
+    e,
+    mustCompile([{ file: e, text: read(`examples/policies/${e}/policy.yaml`) }]),
+  ]),
   [
     "all examples, global default allow",
     mustCompile(
-      EXAMPLES.map((e) => ({ file: e, text: read(`examples/${e}/policy.yaml`) })),
+      EXAMPLES.map((e) => ({ file: e, text: read(`examples/policies/${e}/policy.yaml`) })),
       { defaultDecision: "allow" },
     ),
   ],
@@ -752,7 +755,7 @@ describe("fuzz: the loader never throws, and every error has a place in the text
 
   it("the unmutated examples load without errors (the mutation baseline)", () => {
     for (const e of EXAMPLES) {
-      const sources = EXAMPLE_FILES.filter((f) => f.file.startsWith(`examples/${e}/`));
+      const sources = EXAMPLE_FILES.filter((f) => f.file.startsWith(`examples/policies/${e}/`));
       const r = checkLoad(sources);
       assert.ok(r.policySet, e);
       assert.equal(runPolicyTests(r.policySet).failed, 0, e);

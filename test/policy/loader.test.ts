@@ -9,7 +9,7 @@ import { loadPolicyPaths } from "../../src/policy/loader.js";
 import { call, compile, errorsOf, policySet, show, toolPolicy } from "../helpers/policies.js";
 
 const fixture = (name: string) => readFile(new URL(`../../../test/fixtures/${name}`, import.meta.url), "utf8");
-const example = (name: string) => readFile(new URL(`../../../examples/${name}`, import.meta.url), "utf8");
+const example = (name: string) => readFile(new URL(`../../../examples/policies/${name}`, import.meta.url), "utf8");
 
 describe("loading: the published example pasted from a web page", () => {
   it("fails with one error per broken line, each naming the fix, and loads nothing", async () => {

@@ -1,0 +1,200 @@
+// `warden serve --config warden.yaml`: the gateway as an HTTP service.
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { DataDirError } from "../audit/data-dir.js";
+import { AuditStoreError, openAuditLog } from "../audit/log.js";
+import { KeyError } from "../keys/keys.js";
+import { loadServeConfig, type ServeConfig } from "../mcp/config.js";
+import { Governor } from "../mcp/governor.js";
+import { createAuthenticator, type HttpAuthConfig } from "../mcp/http-auth.js";
+import { HttpGateway } from "../mcp/http-gateway.js";
+import { FilePolicySource, type ReloadEvent } from "../mcp/policy-source.js";
+import { RateLimiter } from "../mcp/rate-limit.js";
+import { UpstreamPool } from "../mcp/upstream-pool.js";
+import { formatDiagnostic, PolicyLoadError } from "../policy/diagnostics.js";
+import { type CliIO, EXIT, UsageError } from "./io.js";
+
+export const SERVE_HELP = `Usage: warden serve --config warden.yaml [--port N]
+
+Runs the MCP gateway as an HTTP service: Streamable HTTP at /mcp/<server> (one
+upstream) and /mcp (all upstreams, tools named <server>__<tool>), legacy HTTP+SSE
+at /sse and /sse/<server>, health at /healthz and readiness at /readyz. Every
+request is authenticated, every tool call decided by policy and recorded in the
+audit log before it is forwarded. Binds 127.0.0.1 unless the config says otherwise.
+
+Options:
+  --config FILE   the gateway configuration (see README, "warden serve")
+  --port N        listen on this port instead of the configured one (0: any free port)
+
+Stops cleanly on SIGINT/SIGTERM: sessions are closed, servers stopped, and the log
+gets a final signed checkpoint.
+`;
+
+export interface RunningGateway {
+  url: string;
+  gateway: HttpGateway;
+  stop(): Promise<void>;
+}
+
+/** Starts the gateway from a config; used by the CLI and by tests. Throws PolicyLoadError for config or policy problems. */
+export async function startGateway(
+  config: ServeConfig,
+  o: { version: string; log(m: string): void; portOverride?: number },
+): Promise<RunningGateway> {
+  const jwt = config.auth.jwt;
+  const authConfig: HttpAuthConfig = {};
+  if (config.auth.apiKeys) authConfig.apiKeys = config.auth.apiKeys;
+  if (config.auth.anonymous) authConfig.anonymous = config.auth.anonymous;
+  if (jwt) {
+    let jwks: { keys: unknown[] };
+    try {
+      jwks = JSON.parse(readFileSync(jwt.jwks, "utf8")) as { keys: unknown[] };
+    } catch (err) {
+      throw new UsageError(`cannot read the JWKS file ${jwt.jwks}: ${(err as Error).message}`);
+    }
+    authConfig.jwt = { jwks, issuer: jwt.issuer, audience: jwt.audience };
+    if (jwt.claims) authConfig.jwt.claims = jwt.claims;
+    if (jwt.clockSkewSeconds !== undefined) authConfig.jwt.clockSkewSeconds = jwt.clockSkewSeconds;
+  }
+  let auth: ReturnType<typeof createAuthenticator>;
+  try {
+    auth = createAuthenticator(authConfig);
+  } catch (err) {
+    throw new UsageError(`${config.file}: auth: ${(err as Error).message}`);
+  }
+  const policy = await FilePolicySource.open(config.policy, { defaultDecision: config.defaultDecision });
+  const audit = await openAuditLog({
+    dataDir: config.dataDir,
+    signingKey: config.audit.signingKey,
+    origin: config.audit.origin,
+    arguments: { mode: config.audit.arguments, ...(config.audit.mask ? { mask: config.audit.mask } : {}) },
+    checkpointEvery: config.audit.checkpointEvery,
+    warn: o.log,
+  });
+  const governor = new Governor({ policy, audit, limiter: new RateLimiter() });
+  const lifecycle = (event: string, reason: string, detail: Record<string, unknown> = {}) =>
+    void governor.record({ type: "lifecycle", reason, detail: { event, ...detail } });
+  let gateway: HttpGateway | undefined;
+  const pool = new UpstreamPool({
+    upstreams: config.upstreams,
+    maxMessageBytes: config.limits.maxMessageBytes,
+    version: o.version,
+    log: o.log,
+    lifecycle,
+    remote: (name) => {
+      throw new Error(`remote upstream ${name}: TODO-HTTP-TRANSPORT`);
+    },
+    restarted: (name) => gateway?.toolsChanged(name),
+  });
+  await pool.start();
+  const listenConfig =
+    o.portOverride === undefined ? config : { ...config, listen: { ...config.listen, port: o.portOverride } };
+  const g = new HttpGateway({ config: listenConfig, governor, pool, auth, version: o.version, log: o.log });
+  gateway = g;
+  const url = await g.listen();
+  lifecycle("start", `warden serve listening on ${url}`, {
+    config: config.file,
+    policySet: policy.current().digest,
+    upstreams: pool.names,
+  });
+  policy.watch((e: ReloadEvent) => {
+    if (e.kind === "loaded") {
+      o.log(`policy reloaded: ${e.set.digest} (was ${e.previous})`);
+      lifecycle("policy-loaded", "policy files changed and were reloaded", {
+        policySet: e.set.digest,
+        previous: e.previous,
+      });
+      g.toolsChanged();
+    } else {
+      o.log(`policy change refused, still using ${e.keeping}:`);
+      for (const d of e.diagnostics) o.log(formatDiagnostic(d));
+      lifecycle("policy-refused", "changed policy files did not load; the last good policy stays in force", {
+        keeping: e.keeping,
+        errors: e.diagnostics
+          .filter((d) => d.severity === "error")
+          .map(formatDiagnostic)
+          .slice(0, 20),
+      });
+    }
+  });
+  let stopped: Promise<void> | null = null;
+  return {
+    url,
+    gateway: g,
+    stop: () => {
+      stopped ??= (async () => {
+        policy.close();
+        await g.close();
+        await pool.close();
+        await governor.record({ type: "lifecycle", reason: "warden serve stopped", detail: { event: "stop" } });
+        await audit.close();
+      })();
+      return stopped;
+    },
+  };
+}
+
+export async function serveCommand(args: string[], io: CliIO, version: string): Promise<number> {
+  let values: { config?: string; port?: string; help?: boolean };
+  try {
+    values = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: { config: { type: "string" }, port: { type: "string" }, help: { type: "boolean", short: "h" } },
+    }).values;
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${SERVE_HELP}`);
+  }
+  if (values.help) {
+    io.stdout(SERVE_HELP);
+    return EXIT.ok;
+  }
+  if (!values.config) throw new UsageError(`warden serve needs --config FILE\n${SERVE_HELP}`);
+  const port = values.port === undefined ? undefined : Number(values.port);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65_535))
+    throw new UsageError("--port must be 0–65535");
+  const log = (m: string) => io.stderr(`warden: ${m}\n`);
+  let running: RunningGateway;
+  try {
+    const config = loadServeConfig(values.config);
+    running = await startGateway(config, { version, log, portOverride: port });
+  } catch (err) {
+    if (err instanceof PolicyLoadError) {
+      for (const d of err.diagnostics) io.stderr(`${formatDiagnostic(d)}\n`);
+      log("the configuration or the policies do not load; not starting");
+      return EXIT.unusable;
+    }
+    if (err instanceof DataDirError || err instanceof AuditStoreError || err instanceof KeyError) {
+      log(`cannot open the audit log: ${err.message}`);
+      return EXIT.unusable;
+    }
+    if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") {
+      log(
+        `cannot listen: the address is in use (${(err as Error).message}); choose another port with --port or listen.port`,
+      );
+      return EXIT.unusable;
+    }
+    throw err;
+  }
+  io.stdout(connectionHelp(running.url, running.gateway));
+  await new Promise<void>((resolve) => {
+    const shutdown = () => resolve();
+    process.once("SIGINT", shutdown);
+    process.once("SIGTERM", shutdown);
+  });
+  log("stopping: closing sessions, stopping servers, writing a final checkpoint");
+  await running.stop();
+  return EXIT.ok;
+}
+
+function connectionHelp(url: string, _g: HttpGateway): string {
+  return `Warden gateway listening on ${url}
+  MCP (Streamable HTTP):  ${url}/mcp/<server>   or all servers: ${url}/mcp
+  legacy HTTP+SSE:        ${url}/sse/<server>
+  health:                 ${url}/healthz   readiness: ${url}/readyz
+Connect a client with an Authorization: Bearer <API key or JWT> header, e.g.
+  npx @modelcontextprotocol/inspector --transport http --server-url ${url}/mcp
+Audit log: warden audit tail -f   (verify: warden audit verify)
+`;
+}

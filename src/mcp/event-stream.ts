@@ -1,0 +1,85 @@
+// Server-sent event streams for Streamable HTTP, resumable: every event has an
+// id ("<stream>.<n>"), the last events are kept, and a client that reconnects
+// with Last-Event-ID gets what it missed on that stream.
+import type { ServerResponse } from "node:http";
+
+const KEEP_EVENTS = 1000;
+
+export class EventStream {
+  private readonly events: { seq: number; data: string }[] = [];
+  private nextSeq = 1;
+  private res: ServerResponse | null = null;
+  private finished = false;
+
+  constructor(readonly id: string) {}
+
+  get attached(): boolean {
+    return this.res !== null;
+  }
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  /** Sends a message as an event (buffered for resumption; written now if a client is attached). */
+  push(message: unknown): void {
+    const seq = this.nextSeq++;
+    const data = JSON.stringify(message);
+    this.events.push({ seq, data });
+    if (this.events.length > KEEP_EVENTS) this.events.shift();
+    this.res?.write(frame(this.id, seq, data));
+  }
+
+  /** Attaches a response; replays events after `afterSeq` (from Last-Event-ID). */
+  attach(res: ServerResponse, afterSeq = 0, headers: Record<string, string> = {}): void {
+    this.detach();
+    res.writeHead(200, {
+      "Content-Type": "text/event-stream",
+      "Cache-Control": "no-cache, no-transform",
+      Connection: "keep-alive",
+      ...headers,
+    });
+    res.flushHeaders();
+    this.res = res;
+    res.once("close", () => {
+      if (this.res === res) this.res = null;
+    });
+    for (const e of this.events) if (e.seq > afterSeq) res.write(frame(this.id, e.seq, e.data));
+    if (this.finished) this.endResponse();
+  }
+
+  detach(): void {
+    const res = this.res;
+    this.res = null;
+    if (res && !res.writableEnded) res.end();
+  }
+
+  /** No more events; the attached response (if any) ends. Kept for replay until dropped. */
+  finish(): void {
+    this.finished = true;
+    this.endResponse();
+  }
+
+  private endResponse(): void {
+    const res = this.res;
+    this.res = null;
+    if (res && !res.writableEnded) res.end();
+  }
+
+  /** A comment line that keeps proxies from closing an idle stream. */
+  keepAlive(): void {
+    this.res?.write(": keep-alive\n\n");
+  }
+}
+
+function frame(stream: string, seq: number, data: string): string {
+  return `id: ${stream}.${seq}\nevent: message\ndata: ${data}\n\n`;
+}
+
+/** Splits a Last-Event-ID into the stream it names and the last event seen on it. */
+export function parseLastEventId(value: string): { stream: string; seq: number } | undefined {
+  const dot = value.lastIndexOf(".");
+  if (dot <= 0) return undefined;
+  const seq = Number(value.slice(dot + 1));
+  return Number.isSafeInteger(seq) && seq >= 0 ? { stream: value.slice(0, dot), seq } : undefined;
+}
