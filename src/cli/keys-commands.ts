@@ -12,6 +12,7 @@ import {
   publicKeyFingerprint,
   writeKeyPair,
 } from "../keys/keys.js";
+import { generateApiKey, hashApiKey } from "../mcp/http-auth.js";
 import { type CliIO, EXIT, UsageError } from "./io.js";
 
 export const KEYS_HELP = `Usage: warden keys <command> [options]
@@ -24,6 +25,11 @@ Commands:
       signing; their SHA-256 fingerprint is printed.
   vkey --key PUB.pem --name NAME
       prints the verifier key of an Ed25519 public key
+  api-key [--name NAME]
+      creates a random API key for warden serve and prints it once, with the
+      config entry to paste (only the key's hash goes in warden.yaml)
+  hash-api-key KEY|-
+      prints sha256:<hex> of an existing key (- reads it from stdin)
 
 Exit codes: 0 success; 2 unusable options, or a file would be overwritten without --force.
 `;
@@ -76,6 +82,29 @@ export async function keysCommand(args: string[], io: CliIO): Promise<number> {
         const pub = loadPublicKey(values.key);
         if (keyTypeOf(pub) !== "ed25519") throw new UsageError("verifier keys are for Ed25519 keys");
         io.stdout(`${ed25519Verifier(keyName(values.name), pub).vkey}\n`);
+        return EXIT.ok;
+      }
+      case "api-key": {
+        const { values } = parse(rest, { name: { type: "string" } });
+        const name = typeof values.name === "string" ? values.name : "my-agent";
+        const key = generateApiKey();
+        io.stdout(
+          `API key (shown once; give it to the client as "Authorization: Bearer <key>"):\n  ${key}\n\n` +
+            `Add to auth.apiKeys in warden.yaml:\n  - name: ${name}\n    hash: ${hashApiKey(key)}\n    agent: {name: ${name}}\n`,
+        );
+        return EXIT.ok;
+      }
+      case "hash-api-key": {
+        const r = parseArgs({ args: rest, allowPositionals: true, strict: true, options: {} });
+        const [arg] = r.positionals;
+        if (arg === undefined || r.positionals.length > 1)
+          throw new UsageError("keys hash-api-key needs one KEY (or - for stdin)");
+        const key = arg === "-" ? (await io.readStdin()).trim() : arg;
+        try {
+          io.stdout(`${hashApiKey(key)}\n`);
+        } catch (err) {
+          throw new UsageError((err as Error).message);
+        }
         return EXIT.ok;
       }
       case undefined:

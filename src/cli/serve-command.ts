@@ -156,8 +156,9 @@ export async function serveCommand(args: string[], io: CliIO, version: string): 
     throw new UsageError("--port must be 0–65535");
   const log = (m: string) => io.stderr(`warden: ${m}\n`);
   let running: RunningGateway;
+  let config: ServeConfig;
   try {
-    const config = loadServeConfig(values.config);
+    config = loadServeConfig(values.config);
     running = await startGateway(config, { version, log, portOverride: port });
   } catch (err) {
     if (err instanceof PolicyLoadError) {
@@ -177,7 +178,7 @@ export async function serveCommand(args: string[], io: CliIO, version: string): 
     }
     throw err;
   }
-  io.stdout(connectionHelp(running.url, running.gateway));
+  io.stdout(connectionHelp(running.url, config));
   await new Promise<void>((resolve) => {
     const shutdown = () => resolve();
     process.once("SIGINT", shutdown);
@@ -188,13 +189,16 @@ export async function serveCommand(args: string[], io: CliIO, version: string): 
   return EXIT.ok;
 }
 
-function connectionHelp(url: string, _g: HttpGateway): string {
+function connectionHelp(url: string, config: ServeConfig): string {
+  const auth = config.auth.anonymous
+    ? `Callers without credentials are the agent "${config.auth.anonymous.agent.name}" (anonymous, loopback only);\nothers send Authorization: Bearer <API key or JWT>.`
+    : "Clients send Authorization: Bearer <API key or JWT>.";
   return `Warden gateway listening on ${url}
-  MCP (Streamable HTTP):  ${url}/mcp/<server>   or all servers: ${url}/mcp
+  MCP (Streamable HTTP):  ${url}/mcp/<server>  (${Object.keys(config.upstreams).join(", ")}), or all servers: ${url}/mcp
   legacy HTTP+SSE:        ${url}/sse/<server>
   health:                 ${url}/healthz   readiness: ${url}/readyz
-Connect a client with an Authorization: Bearer <API key or JWT> header, e.g.
-  npx @modelcontextprotocol/inspector --transport http --server-url ${url}/mcp
-Audit log: warden audit tail -f   (verify: warden audit verify)
+${auth}
+Audit log: warden audit tail -f --data-dir ${config.dataDir ?? "./.warden"}
+Stop with Ctrl-C (a final checkpoint is written).
 `;
 }

@@ -24,6 +24,8 @@ export interface CallRequest {
   sessionCalls: Record<string, number>;
   upstream: UpstreamConnection;
   tool: string;
+  /** The name as the client wrote it (prefixed on the aggregate endpoint), for answers to the client. */
+  displayName?: string;
   arguments: Record<string, unknown>;
 }
 
@@ -134,7 +136,7 @@ export class Governor {
     }
     const passes = verdict === "allow" || !decision.enforced;
     if (passes) return { forward: true, input, decision, recordId, startedMs };
-    return { forward: false, message: hidden ? notAvailable(req.tool) : agentReason(reason) };
+    return { forward: false, message: hidden ? notAvailable(req.displayName ?? req.tool) : agentReason(reason) };
   }
 
   /** Checks that need the tool's definition or spend budget: inputSchema, then rate limits. */

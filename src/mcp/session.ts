@@ -278,6 +278,7 @@ export class GovernedSession implements UpstreamListener {
       sessionCalls: { ...this.calls },
       upstream: conn,
       tool: route.name,
+      displayName: name,
       arguments: args as Record<string, unknown>,
     });
     if (!verdict.forward) return toolError(r.id, verdict.message);
