@@ -8,6 +8,7 @@ import { loadServeConfig, type ServeConfig } from "../mcp/config.js";
 import { Governor } from "../mcp/governor.js";
 import { createAuthenticator, type HttpAuthConfig } from "../mcp/http-auth.js";
 import { HttpGateway } from "../mcp/http-gateway.js";
+import { StreamableHttpClientTransport } from "../mcp/http-transport.js";
 import { FilePolicySource, type ReloadEvent } from "../mcp/policy-source.js";
 import { RateLimiter } from "../mcp/rate-limit.js";
 import { UpstreamPool } from "../mcp/upstream-pool.js";
@@ -81,9 +82,13 @@ export async function startGateway(
     version: o.version,
     log: o.log,
     lifecycle,
-    remote: (name) => {
-      throw new Error(`remote upstream ${name}: TODO-HTTP-TRANSPORT`);
-    },
+    remote: (name, u) =>
+      new StreamableHttpClientTransport(u.url as string, {
+        headers: u.headers ?? {},
+        maxBytes: config.limits.maxMessageBytes,
+        onProtocolError: (what) => o.log(`upstream ${name}: ${what}`),
+        onError: (what) => o.log(`upstream ${name}: ${what}`),
+      }),
     restarted: (name) => gateway?.toolsChanged(name),
   });
   await pool.start();
