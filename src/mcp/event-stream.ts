@@ -21,10 +21,10 @@ export class EventStream {
     return this.finished;
   }
 
-  /** Sends a message as an event (buffered for resumption; written now if a client is attached). */
+  /** Sends a message as an event (buffered for resumption; written now if a client is attached); "" is a priming event. */
   push(message: unknown): void {
     const seq = this.nextSeq++;
-    const data = JSON.stringify(message);
+    const data = message === "" ? "" : JSON.stringify(message);
     this.events.push({ seq, data });
     if (this.events.length > KEEP_EVENTS) this.events.shift();
     this.res?.write(frame(this.id, seq, data));
@@ -41,6 +41,9 @@ export class EventStream {
     });
     res.flushHeaders();
     this.res = res;
+    // Prime the client: an event id before any message, so it can resume even if the
+    // stream drops before the first message (spec 2025-11-25, transports: resumability).
+    if (this.events.length === 0 && !this.finished) this.push("");
     res.once("close", () => {
       if (this.res === res) this.res = null;
     });
@@ -73,7 +76,7 @@ export class EventStream {
 }
 
 function frame(stream: string, seq: number, data: string): string {
-  return `id: ${stream}.${seq}\nevent: message\ndata: ${data}\n\n`;
+  return data === "" ? `id: ${stream}.${seq}\ndata: \n\n` : `id: ${stream}.${seq}\nevent: message\ndata: ${data}\n\n`;
 }
 
 /** Splits a Last-Event-ID into the stream it names and the last event seen on it. */

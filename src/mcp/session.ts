@@ -4,6 +4,7 @@
 // be allowed, tools/call goes through the Governor first, and methods Warden
 // does not know are refused rather than forwarded (a lenient server might
 // read "Tools/Call" as tools/call).
+import { RE2JS } from "@bufbuild/re2";
 import type { Governor } from "./governor.js";
 import { notAvailable } from "./governor.js";
 import type { Identity } from "./identity.js";
@@ -53,6 +54,8 @@ const CLIENT_NOTIFICATIONS = new Set([
   "notifications/progress",
   "notifications/roots/list_changed",
 ]);
+
+const MAX_AGGREGATE_PAGES = 100;
 
 /** How long a client may take to answer a request from the server (sampling, elicitation). */
 const CLIENT_ANSWER_TIMEOUT_MS = 10 * 60_000;
@@ -297,6 +300,7 @@ export class GovernedSession implements UpstreamListener {
       this.o.governor.recordOutcome(verdict, { status: "upstream-error", error: response.error.message });
     else this.o.governor.recordOutcome(verdict, { status: result?.isError === true ? "tool-error" : "success" });
     if (typeof result?.task?.taskId === "string") this.ownTask(route.handle, result.task.taskId);
+    this.learnResources(route.handle, response.result);
     return response;
   }
 
@@ -323,21 +327,56 @@ export class GovernedSession implements UpstreamListener {
     for (const h of this.o.upstreams) {
       const cap = r.method === "prompts/list" ? "prompts" : "resources";
       if (h.conn?.initialized?.capabilities?.[cap] === undefined) continue;
-      const response = await this.forward({ ...r, params: {} }, h);
-      const list = (response?.result as Record<string, unknown> | undefined)?.[key];
-      if (!Array.isArray(list)) continue;
-      for (const item of list as Record<string, unknown>[]) {
-        if (key === "prompts") items.push({ ...item, name: `${h.name}${AGGREGATE_SEPARATOR}${String(item.name)}` });
-        else {
-          if (typeof item.uri === "string") this.resourceOwners.set(item.uri, h);
-          items.push(item);
+      // Every page of every upstream, in one answer (the aggregate has no cursor of its own).
+      let cursor: string | undefined;
+      for (let page = 0; page < MAX_AGGREGATE_PAGES; page++) {
+        const response = await this.forward({ ...r, params: cursor === undefined ? {} : { cursor } }, h);
+        const result = response?.result as Record<string, unknown> | undefined;
+        const list = result?.[key];
+        if (!Array.isArray(list)) break;
+        for (const item of list as Record<string, unknown>[]) {
+          if (key === "prompts") items.push({ ...item, name: `${h.name}${AGGREGATE_SEPARATOR}${String(item.name)}` });
+          else {
+            if (typeof item.uri === "string") this.resourceOwners.set(item.uri, h);
+            if (typeof item.uriTemplate === "string")
+              this.templates.push({ pattern: templatePattern(item.uriTemplate), handle: h });
+            items.push(item);
+          }
         }
+        cursor = typeof result?.nextCursor === "string" && result.nextCursor !== "" ? result.nextCursor : undefined;
+        if (cursor === undefined) break;
       }
     }
     return ok(r.id, { [key]: items });
   }
 
+  /** Which upstream a resource URI belongs to, learnt from lists and tool results (aggregate endpoint). */
   private readonly resourceOwners = new Map<string, UpstreamHandle>();
+  private readonly templates: { pattern: { test(uri: string): boolean }; handle: UpstreamHandle }[] = [];
+
+  /** The upstream for a resource URI on the aggregate endpoint, or undefined when it cannot be told. */
+  private resourceOwner(uri: string, capability: "resources" | "subscribe"): UpstreamHandle | undefined {
+    const known = this.resourceOwners.get(uri);
+    if (known) return known;
+    const byTemplate = [...new Set(this.templates.filter((t) => t.pattern.test(uri)).map((t) => t.handle))];
+    if (byTemplate.length === 1) return byTemplate[0];
+    const able = this.o.upstreams.filter((u) => {
+      const caps = u.conn?.initialized?.capabilities?.resources as { subscribe?: unknown } | undefined;
+      return caps !== undefined && (capability === "resources" || caps.subscribe === true);
+    });
+    return able.length === 1 ? able[0] : undefined;
+  }
+
+  /** Resource URIs in a tool result (resource links, embedded resources) belong to that tool's server. */
+  private learnResources(h: UpstreamHandle, result: unknown): void {
+    if (!this.o.aggregate) return;
+    const content = (result as { content?: unknown } | undefined)?.content;
+    if (!Array.isArray(content)) return;
+    for (const c of content as { type?: unknown; uri?: unknown; resource?: { uri?: unknown } }[]) {
+      const uri = c?.type === "resource_link" ? c.uri : c?.type === "resource" ? c.resource?.uri : undefined;
+      if (typeof uri === "string" && this.resourceOwners.size < 100_000) this.resourceOwners.set(uri, h);
+    }
+  }
 
   private async routedByName(r: JsonRpcRequest, field: string): Promise<JsonRpcResponse | undefined> {
     const params = r.params ?? {};
@@ -358,7 +397,7 @@ export class GovernedSession implements UpstreamListener {
       return this.forward({ ...r, params: { ...r.params, ref: { ...ref, name: route.name } } }, route.handle);
     }
     if (ref.type === "ref/resource" && typeof ref.uri === "string") {
-      const h = this.resourceOwners.get(ref.uri);
+      const h = this.resourceOwner(ref.uri, "resources");
       if (h) return this.forward(r, h);
     }
     return errorResponse(r.id, ErrorCode.InvalidParams, "cannot tell which server this completion is for");
@@ -367,15 +406,16 @@ export class GovernedSession implements UpstreamListener {
   private async resource(r: JsonRpcRequest): Promise<JsonRpcResponse | undefined> {
     const uri = r.params?.uri;
     if (typeof uri !== "string") return errorResponse(r.id, ErrorCode.InvalidParams, "params.uri is required");
-    const h = this.single() ?? this.resourceOwners.get(uri);
+    const h = this.single() ?? this.resourceOwner(uri, r.method === "resources/read" ? "resources" : "subscribe");
     if (!h) {
       return errorResponse(
         r.id,
         ErrorCode.InvalidParams,
-        `unknown resource ${uri}: list resources first, or use the server's own endpoint`,
+        `cannot tell which server resource ${uri} belongs to: list resources or resource templates first, or use the server's own endpoint /mcp/<server>`,
       );
     }
     const response = await this.forward(r, h);
+    if (response?.result && r.method === "resources/read" && this.o.aggregate) this.resourceOwners.set(uri, h);
     if (response?.result && r.method === "resources/subscribe") h.subscribe(this, uri);
     if (response?.result && r.method === "resources/unsubscribe") h.unsubscribe(this, uri);
     return response;
@@ -551,4 +591,14 @@ function ok(id: RequestId, result: unknown): JsonRpcResponse {
 /** A refused call is a tool result with isError, so the model reads the reason. */
 function toolError(id: RequestId, text: string): JsonRpcResponse {
   return ok(id, { content: [{ type: "text", text }], isError: true });
+}
+
+/**
+ * An RFC 6570 URI template as a pattern: each {expression} matches any run of characters.
+ * RE2, because the URI being matched comes from the client.
+ */
+function templatePattern(template: string): { test(uri: string): boolean } {
+  const parts = template.split(/\{[^}]*\}/).map((p) => RE2JS.quote(p));
+  const re = RE2JS.compile(`^${parts.join(".+")}$`);
+  return { test: (uri) => re.matches(uri) };
 }
