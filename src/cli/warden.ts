@@ -1,6 +1,7 @@
 // The `warden` command. Each command group lives in its own module; this file
 // only dispatches and turns errors into exit codes.
 import { auditCommand } from "./audit-commands.js";
+import { bundleCommand } from "./bundle-commands.js";
 import { type CliIO, EXIT, processIO, UsageError } from "./io.js";
 import { keysCommand } from "./keys-commands.js";
 import { policyCommand } from "./policy-commands.js";
@@ -22,6 +23,8 @@ Commands:
   audit verify    [--key PUB]...   check the audit log (records, tree, signed checkpoints)
   audit prove | check-proof | checkpoint | export | query | tail
   keys generate   --out DIR        create an Ed25519 (or --type ecdsa-p256) key pair
+  bundle build | inspect | push | pull | sign | verify
+                                   signed policy bundles in any OCI registry
 
 Run "warden run --help", "warden policy --help", "warden audit --help" or "warden keys --help" for details.
 Options: --help, --version.
@@ -37,6 +40,8 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
         return await auditCommand(rest, io);
       case "keys":
         return await keysCommand(rest, io);
+      case "bundle":
+        return await bundleCommand(rest, io);
       case "run":
         return await runCommand(rest, io, packageVersion());
       case "serve":
