@@ -366,7 +366,10 @@ export class RegistryClient {
     await res.body?.cancel();
     if (res.status === 404) return null;
     if (res.status !== 200) throw await unexpected(res, `HEAD manifest ${ref}`);
-    return res.headers.get("docker-content-digest");
+    const digest = res.headers.get("docker-content-digest");
+    if (digest && /^sha256:[a-f0-9]{64}$/.test(digest)) return digest;
+    // Not every registry names the digest on HEAD: fetch the manifest and hash it.
+    return (await this.getManifest(ref, accept))?.digest ?? null;
   }
 
   /** PUT a manifest under a tag or its digest. Returns the digest and the OCI-Subject header, if any. */
