@@ -241,7 +241,7 @@ async function signCommand(args: string[], io: CliIO): Promise<number> {
   if (r.signatureTag) io.stderr(`wrote simple-signing signature ${ref.registry}/${ref.repository}:${r.signatureTag}\n`);
   if (r.referrer)
     io.stderr(
-      `wrote Sigstore bundle referrer ${r.referrer} (${r.referrerIndex === "api" ? "referrers API" : `tag-schema fallback index ${ref.registry}/${ref.repository}:sha256-${m.digest.slice(7)}`})\n`,
+      `wrote Sigstore bundle referrer ${r.referrer} (${r.referrerIndex === "existing" ? "already signed with this key; nothing written" : r.referrerIndex === "api" ? "referrers API" : `tag-schema fallback index ${ref.registry}/${ref.repository}:sha256-${m.digest.slice(7)}`})\n`,
     );
   io.stdout(`${formatReference(withDigest(ref, m.digest))}\n`);
   return EXIT.ok;

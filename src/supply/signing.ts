@@ -22,6 +22,7 @@ import {
   sigstoreBundle,
   simpleSigningPayload,
   type TrustedKey,
+  trustedKey,
 } from "./cosign.js";
 import { SupplyError } from "./errors.js";
 import { type OciReference, referrersFallbackTag, repositoryName, sha256Digest, signatureTag } from "./reference.js";
@@ -39,7 +40,7 @@ export interface SignResult {
   /** The referrer manifest's digest, if the bundle format was asked for. */
   referrer?: string;
   /** How the referrer is found: the registry's referrers API, or the sha256-<hex> index tag. */
-  referrerIndex?: "api" | "fallback-tag";
+  referrerIndex?: "api" | "fallback-tag" | "existing";
 }
 
 /** Signs the manifest `subject` (already in the registry) in the given formats. */
@@ -69,15 +70,29 @@ async function writeSimpleSigning(
   key: KeyObject,
 ): Promise<string> {
   const payload = simpleSigningPayload(repositoryName(ref), digest);
-  const signature = signDer(key, payload).toString("base64");
   const tag = signatureTag(digest);
   // Keep the signatures already there (other signers, earlier keys): cosign appends too.
-  const layers: SignatureLayer[] = (await readSignatureLayers(client, digest)).map((l) => l.layer);
-  const payloadDigest = sha256Digest(payload);
-  if (!layers.some((l) => l.digest === payloadDigest && l.signature === signature)) {
-    await client.putBlob(payload);
-    layers.push({ digest: payloadDigest, size: payload.length, signature });
-  }
+  const existing = await readSignatureLayers(client, digest);
+  // Signing again with the same key changes nothing (ECDSA signatures differ each time, so compare by verifying).
+  const mine = [trustedKey(key, "the signing key")];
+  if (
+    existing.some(
+      (e) =>
+        checkEvidence(
+          { format: "simplesigning", payload: e.payload.toString("base64"), signature: e.layer.signature },
+          digest,
+          mine,
+        ).ok,
+    )
+  )
+    return tag;
+  const layers: SignatureLayer[] = existing.map((l) => l.layer);
+  await client.putBlob(payload);
+  layers.push({
+    digest: sha256Digest(payload),
+    size: payload.length,
+    signature: signDer(key, payload).toString("base64"),
+  });
   const config = signatureImageConfig(layers.map((l) => l.digest));
   await client.putBlob(config);
   await client.putManifest(tag, signatureManifest(config, layers), OCI_MANIFEST);
@@ -89,7 +104,12 @@ async function writeSigstoreBundle(
   subject: Descriptor,
   key: KeyObject,
   now: Date,
-): Promise<{ digest: string; index: "api" | "fallback-tag" }> {
+): Promise<{ digest: string; index: "api" | "fallback-tag" | "existing" }> {
+  const mine = [trustedKey(key, "the signing key")];
+  for (const f of await collectReferrerEvidence(client, subject.digest)) {
+    if (checkEvidence(f.evidence, subject.digest, mine).ok)
+      return { digest: f.from.replace(/^referrer /, ""), index: "existing" };
+  }
   const statement = signStatement(subject.digest);
   const signature = signDer(key, pae(INTOTO_PAYLOAD_TYPE, statement));
   const bundle = sigstoreBundle(statement, signature, key);
@@ -177,6 +197,13 @@ export async function collectEvidence(client: RegistryClient, digest: string): P
       from: `${signatureTag(digest)} layer ${layer.digest}`,
     });
   }
+  found.push(...(await collectReferrerEvidence(client, digest)));
+  return found;
+}
+
+/** The Sigstore bundles among a digest's referrers. */
+async function collectReferrerEvidence(client: RegistryClient, digest: string): Promise<FoundEvidence[]> {
+  const found: FoundEvidence[] = [];
   // cosign does not filter by artifactType (go-containerregistry's fallback index
   // records the config media type instead), so neither do we: every referrer
   // whose one layer is a Sigstore bundle is a candidate.

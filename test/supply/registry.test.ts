@@ -199,6 +199,11 @@ describe("bundles in a real registry", { skip }, () => {
         [format],
       );
     }
+    // Signing again with the same key writes nothing new.
+    const again = await cli("bundle", "sign", ref("warden/sig"), "--key", signer.priv);
+    assert.match(again.err, /already signed with this key; nothing written/);
+    const once = await cli("bundle", "verify", ref("warden/sig"), "--key", signer.pub, "--json");
+    assert.equal(JSON.parse(once.out).verified.length, 2);
     // A second signer is added next to the first, not in its place.
     assert.equal((await cli("bundle", "sign", ref("warden/sig"), "--key", stranger.priv)).code, 0);
     const both = await cli("bundle", "verify", ref("warden/sig"), "--key", signer.pub, "--key", stranger.pub, "--json");
