@@ -132,6 +132,9 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
   } catch (err) {
     if (err instanceof DataDirError || err instanceof AuditStoreError || err instanceof KeyError) {
       log(`cannot open the audit log: ${err.message}`);
+      if ((err as AuditStoreError).code === "ELOCKED") {
+        log("each warden run keeps its own log: give every wrapped server its own --data-dir (warden wrap does this)");
+      }
       return EXIT.unusable;
     }
     throw err;

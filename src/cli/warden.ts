@@ -6,6 +6,7 @@ import { keysCommand } from "./keys-commands.js";
 import { policyCommand } from "./policy-commands.js";
 import { packageVersion, runCommand } from "./run-command.js";
 import { serveCommand } from "./serve-command.js";
+import { wrapCommand } from "./wrap-command.js";
 
 const HELP = `Usage: warden <command> [options]
 
@@ -15,6 +16,7 @@ Commands:
   run --policy PATH --agent NAME --server NAME -- COMMAND ARGS...
                                    govern a stdio MCP server (drop-in for MCP clients)
   serve --config warden.yaml       the gateway as an HTTP service (Streamable HTTP and SSE)
+  wrap CONFIG_FILE --policy PATH   put every stdio server of a client config under warden run (--undo)
   policy validate PATH...          check policy files and directories
   policy eval     --policy PATH --input FILE|-
   policy explain  --policy PATH --input FILE|-
@@ -41,6 +43,8 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
         return await runCommand(rest, io, packageVersion());
       case "serve":
         return await serveCommand(rest, io, packageVersion());
+      case "wrap":
+        return await wrapCommand(rest, io);
       case "--version":
       case "-v":
         io.stdout(`warden ${packageVersion()}\n`);

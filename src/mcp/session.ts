@@ -12,6 +12,7 @@ import {
   checkMessage,
   ErrorCode,
   errorResponse,
+  idOf,
   isNotification,
   isRequest,
   type JsonRpcMessage,
@@ -56,6 +57,7 @@ const CLIENT_NOTIFICATIONS = new Set([
 ]);
 
 const MAX_AGGREGATE_PAGES = 100;
+const DEFAULT_REQUEST_TIMEOUT_MS = 10 * 60_000;
 
 /** How long a client may take to answer a request from the server (sampling, elicitation). */
 const CLIENT_ANSWER_TIMEOUT_MS = 10 * 60_000;
@@ -72,6 +74,8 @@ export interface SessionOptions {
   serverInfo: { name: string; version: string };
   /** Operator-facing notes (stderr). */
   log(message: string): void;
+  /** An upstream that has not answered a forwarded request after this long answers with an error (default 10 minutes). */
+  requestTimeoutMs?: number;
 }
 
 interface InFlight {
@@ -90,6 +94,8 @@ export class GovernedSession implements UpstreamListener {
   private readonly awaitingClient = new Map<RequestId, (r: JsonRpcResponse) => void>();
   private readonly inflight = new Map<RequestId, InFlight>();
   private readonly tasks = new Map<UpstreamHandle, Set<string>>();
+  /** Ids of client requests being handled now. */
+  private readonly busyIds = new Set<RequestId>();
   private closed = false;
 
   constructor(private readonly o: SessionOptions) {
@@ -99,6 +105,22 @@ export class GovernedSession implements UpstreamListener {
 
   get identity(): Identity {
     return this.o.identity;
+  }
+
+  /** Records a message Warden refused before any policy decision (never throws). */
+  private refuse(reason: string, detail: { tool?: string; server?: string }): void {
+    void this.o.governor.record({
+      type: "decision",
+      decision: "deny",
+      enforced: true,
+      agent: { name: this.identity.agent.name },
+      user: this.identity.user?.id !== undefined ? { id: this.identity.user.id } : null,
+      session: this.id,
+      server: detail.server ?? (this.o.aggregate ? null : (this.o.upstreams[0]?.name ?? null)),
+      tool: detail.tool ?? null,
+      reason,
+      detail: { stage: "protocol" },
+    });
   }
 
   /** Stops routing to this session; answers the server requests it still owed. */
@@ -124,12 +146,8 @@ export class GovernedSession implements UpstreamListener {
   async handle(message: unknown): Promise<JsonRpcResponse | undefined> {
     const problem = checkMessage(message);
     if (problem) {
-      const id = (message as { id?: unknown })?.id;
-      return errorResponse(
-        typeof id === "string" || typeof id === "number" ? id : null,
-        ErrorCode.InvalidRequest,
-        problem,
-      );
+      this.refuse(`invalid message: ${problem}`, {});
+      return errorResponse(idOf(message), ErrorCode.InvalidRequest, problem);
     }
     const m = message as JsonRpcMessage;
     if (isRequest(m)) return this.request(m);
@@ -143,12 +161,32 @@ export class GovernedSession implements UpstreamListener {
 
   private async request(r: JsonRpcRequest): Promise<JsonRpcResponse | undefined> {
     if (!REQUESTS.has(r.method)) {
+      this.refuse(`method "${r.method.slice(0, 200)}" is not an MCP method Warden passes on`, {});
       return errorResponse(
         r.id,
         ErrorCode.MethodNotFound,
         `method "${r.method}" is not an MCP method Warden passes on`,
       );
     }
+    // Ids identify answers: a second request with the id of one still in flight would get a
+    // mixed-up answer, so it is refused (and not forwarded).
+    if (this.busyIds.has(r.id)) {
+      this.refuse(`request id ${JSON.stringify(r.id)} reused while a request with it is in flight`, {});
+      return errorResponse(
+        r.id,
+        ErrorCode.InvalidRequest,
+        `request id ${JSON.stringify(r.id)} is already in use by a request in flight`,
+      );
+    }
+    this.busyIds.add(r.id);
+    try {
+      return await this.dispatch(r);
+    } finally {
+      this.busyIds.delete(r.id);
+    }
+  }
+
+  private async dispatch(r: JsonRpcRequest): Promise<JsonRpcResponse | undefined> {
     switch (r.method) {
       case "initialize":
         return this.initialize(r);
@@ -268,6 +306,17 @@ export class GovernedSession implements UpstreamListener {
     }
     const route = this.route(name);
     if (!route) return toolError(r.id, notAvailable(name));
+    const collision = caseCollision(args);
+    if (collision) {
+      this.refuse(
+        `arguments contain keys that differ only by case or Unicode form (${collision}); refused, because a server may read either one`,
+        { tool: route.name, server: route.handle.name },
+      );
+      return toolError(
+        r.id,
+        `Denied: the arguments contain keys that differ only by case or Unicode form (${collision}).`,
+      );
+    }
     const conn = route.handle.conn;
     if (!conn || route.handle.unavailable) {
       return toolError(
@@ -286,10 +335,12 @@ export class GovernedSession implements UpstreamListener {
     });
     if (!verdict.forward) return toolError(r.id, verdict.message);
     this.calls[route.name] = (this.calls[route.name] ?? 0) + 1;
-    const forwarded: JsonRpcRequest = {
-      ...r,
-      params: { ...params, name: route.name, arguments: verdict.input.request.arguments },
-    };
+    // Only the parameters MCP defines for tools/call travel on: an extra "Name" key must not
+    // reach a server that reads keys case-insensitively (the policy decided on "name").
+    const forwardedParams: Record<string, unknown> = { name: route.name, arguments: verdict.input.request.arguments };
+    if (params._meta !== undefined) forwardedParams._meta = params._meta;
+    if (params.task !== undefined) forwardedParams.task = params.task;
+    const forwarded: JsonRpcRequest = { jsonrpc: "2.0", id: r.id, method: r.method, params: forwardedParams };
     const response = await this.forward(forwarded, route.handle);
     if (!response) {
       this.o.governor.recordOutcome(verdict, { status: "cancelled" });
@@ -483,7 +534,9 @@ export class GovernedSession implements UpstreamListener {
       params = { ...params, _meta: { ...meta, progressToken: mappedToken } };
     }
     h.began(this);
-    const sent = conn.request(r.method, params, r.id);
+    const sent = conn.request(r.method, params, r.id, {
+      timeoutMs: this.o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    });
     const entry: InFlight = { handle: h, conn, upstreamId: sent.upstreamId, cancelled: false };
     this.inflight.set(r.id, entry);
     try {
@@ -601,4 +654,30 @@ function templatePattern(template: string): { test(uri: string): boolean } {
   const parts = template.split(/\{[^}]*\}/).map((p) => RE2JS.quote(p));
   const re = RE2JS.compile(`^${parts.join(".+")}$`);
   return { test: (uri) => re.matches(uri) };
+}
+
+/**
+ * Two keys of one object that are equal once case-folded and NFKC-normalised
+ * ("path" and "Path"), anywhere in the arguments: the policy checked one, a
+ * lenient server might use the other.
+ */
+export function caseCollision(value: unknown, depth = 0): string | undefined {
+  if (typeof value !== "object" || value === null || depth > 64) return undefined;
+  if (Array.isArray(value)) {
+    for (const v of value) {
+      const c = caseCollision(v, depth + 1);
+      if (c) return c;
+    }
+    return undefined;
+  }
+  const seen = new Map<string, string>();
+  for (const k of Object.keys(value)) {
+    const folded = k.normalize("NFKC").toLowerCase();
+    const other = seen.get(folded);
+    if (other !== undefined) return `${JSON.stringify(other)} and ${JSON.stringify(k)}`;
+    seen.set(folded, k);
+    const c = caseCollision((value as Record<string, unknown>)[k], depth + 1);
+    if (c) return c;
+  }
+  return undefined;
 }

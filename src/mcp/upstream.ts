@@ -121,7 +121,7 @@ export class UpstreamConnection {
                   `upstream ${this.name} did not answer ${method} within ${opts.timeoutMs} ms`,
                 ),
               );
-            }, opts.timeoutMs)
+            }, opts.timeoutMs).unref()
           : undefined;
       this.pending.set(upstreamId, {
         resolve: (r) => resolve({ ...r, id: replyId }),
