@@ -92,6 +92,8 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
     if (stopping) return;
     stopping = true;
     o.policy.close();
+    // Held calls end first (a tool error each, recorded) while the log is open.
+    await o.approvals?.close?.();
     session.close();
     await lifecycle(event, reason, detail);
     await transport.close();
@@ -116,6 +118,7 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
   } catch (err) {
     o.log(`cannot start the upstream server "${o.server}" (${o.child.command}): ${(err as Error).message}`);
     await lifecycle("upstream-failed", `could not start ${o.child.command}: ${(err as Error).message}`);
+    await o.approvals?.close?.();
     await o.audit.close().catch(() => {});
     return 1;
   }
