@@ -166,3 +166,106 @@ export async function stop(child: ChildProcess, signal: NodeJS.Signals = "SIGTER
 export async function closeQuietly(store: ApprovalStore | undefined): Promise<void> {
   await store?.close().catch(() => {});
 }
+
+export interface Serve {
+  url: string;
+  child: ChildProcess;
+  output(): string;
+}
+
+/** Starts `warden serve --config FILE --port 0` and waits for its URL. */
+export function startServe(config: string, env: Record<string, string> = {}): Promise<Serve> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [CLI, "serve", "--config", config, "--port", "0"], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: childEnv(env),
+      cwd: ROOT,
+    });
+    let out = "";
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`warden serve did not start:\n${out}`));
+    }, 20_000);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolvePromise({ url: m[1], child, output: () => out });
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`warden serve exited with ${code}:\n${out}`));
+    });
+  });
+}
+
+export const KEYS = {
+  agent: "wk_test_agent_key_0000000000000000",
+  bob: "wk_test_bob_key_00000000000000000000",
+  aliceConsole: "wk_test_alice_console_key_000000000",
+  ci: "wk_test_ci_key_without_user_0000000",
+} as const;
+
+export const SERVE_POLICY = `kind: ToolPolicy
+metadata:
+  name: fs-writes
+spec:
+  agent: dev-agent
+  mcpServer: fs
+  defaultAction: deny
+  rules:
+    - name: reads
+      tools: [list_allowed_directories, list_directory, read_text_file]
+      action: allow
+    - name: writes
+      tools: [write_file]
+      action: require_approval
+      approval:
+        timeout: 60s
+        approvers:
+          groups: [ops]
+    - name: directories
+      tools: [create_directory]
+      action: require_approval
+      approval:
+        type: elicitation
+        timeout: 20s
+`;
+
+/** A warden.yaml in dir: server-filesystem on dir/workspace, four API keys, approvals settings as given. */
+export async function writeServeConfig(
+  dir: string,
+  o: { store?: string; webhook?: { url: string; format?: string }; dataDir?: string } = {},
+): Promise<string> {
+  const { hashApiKey } = await import("../../src/mcp/http-auth.js");
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  mkdirSync(join(dir, "workspace"), { recursive: true });
+  writeFileSync(join(dir, "policy.yaml"), SERVE_POLICY);
+  const lines = [
+    "listen: { host: 127.0.0.1, port: 0 }",
+    "policy: ./policy.yaml",
+    `dataDir: ${o.dataDir ?? "./data"}`,
+    "audit: { arguments: full }",
+    "auth:",
+    "  apiKeys:",
+    `    - { name: agent, hash: "${hashApiKey(KEYS.agent)}", agent: { name: dev-agent }, user: { id: alice, groups: [dev] } }`,
+    `    - { name: bob, hash: "${hashApiKey(KEYS.bob)}", agent: { name: console }, user: { id: bob, groups: [ops] } }`,
+    `    - { name: alice-console, hash: "${hashApiKey(KEYS.aliceConsole)}", agent: { name: console }, user: { id: alice, groups: [ops] } }`,
+    `    - { name: ci, hash: "${hashApiKey(KEYS.ci)}", agent: { name: ci-bot } }`,
+    "approvals:",
+    "  progressInterval: 1s",
+  ];
+  if (o.store) lines.push(`  store: "${o.store}"`);
+  if (o.webhook) {
+    lines.push("  webhook:", `    url: ${o.webhook.url}`, "    secretEnv: WARDEN_TEST_WEBHOOK_SECRET");
+    if (o.webhook.format) lines.push(`    format: ${o.webhook.format}`);
+  }
+  lines.push("upstreams:", "  fs:", "    command: node", `    args: ["${FILESYSTEM_SERVER}", ./workspace]`);
+  const file = join(dir, "warden.yaml");
+  writeFileSync(file, `${lines.join("\n")}\n`);
+  return file;
+}
