@@ -50,6 +50,7 @@ export const PAGE_CSS = `
 :root { --bg: #f6f7f9; --card: #fff; --fg: #16181d; --muted: #5b6270; --line: #d9dde5; --ok: #137333; --no: #b3261e; --warn: #9a6700; --accent: #1f4fd1; }
 @media (prefers-color-scheme: dark) { :root { --bg: #111318; --card: #1b1e25; --fg: #e8eaef; --muted: #9aa1ad; --line: #2c313b; --ok: #4cc06f; --no: #ff7b72; --warn: #e3b341; --accent: #7aa2ff; } }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { margin: 0; font: 16px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; background: var(--bg); color: var(--fg); }
 header { display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: baseline; justify-content: space-between; padding: .9rem 1rem; border-bottom: 1px solid var(--line); background: var(--card); position: sticky; top: 0; z-index: 1; }
 h1 { font-size: 1.15rem; margin: 0; }
@@ -130,6 +131,7 @@ export const PAGE_JS = `"use strict";
     try {
       const me = await api("/api/approvals/whoami");
       $("#signin").hidden = true;
+      $("#signin-error").textContent = "";
       $("#app").hidden = false;
       const out = el("button", { type: "button", onclick: () => signOut("") }, "Sign out");
       $("#who").replaceChildren("Signed in as ", el("strong", {}, me.approver ? me.approver.id : me.agent), " (" + me.via + ")", out);
@@ -299,7 +301,9 @@ export const PAGE_JS = `"use strict";
     });
     if (token) start(); else {
       // Without a credential the gateway may still accept the caller (a loopback anonymous identity).
-      start().then(() => { if ($("#app").hidden) $("#signin").hidden = false; });
+      start().then(() => {
+        if ($("#app").hidden) { $("#signin").hidden = false; $("#signin-error").textContent = ""; }
+      });
     }
   });
 })();
