@@ -277,9 +277,9 @@ describe("approvals through warden run (stdio) with server-filesystem", () => {
       const list = await pendingIn(local());
       return list.length > 0 ? list : undefined;
     });
-    const approved = await warden(["approvals", "approve", String(pending?.id), "--for", "4s", ...local()]);
+    const approved = await warden(["approvals", "approve", String(pending?.id), "--for", "6s", ...local()]);
     assert.equal(approved.code, 0, approved.stderr);
-    assert.match(approved.stdout, /grant grt_\w+ for 4s/);
+    assert.match(approved.stdout, /grant grt_\w+ for 6s/);
     assert.notEqual((await first).isError, true);
     const started = Date.now();
     const second = await write(client, "g2.txt");
@@ -298,7 +298,7 @@ describe("approvals through warden run (stdio) with server-filesystem", () => {
       [grants[0]?.tool, grants[0]?.agent, grants[0]?.userId, grants[0]?.uses],
       ["write_file", "dev-agent", "alice", 1],
     );
-    await new Promise((x) => setTimeout(x, Math.max(0, 4200 - (Date.now() - started))));
+    await new Promise((x) => setTimeout(x, Math.max(0, 6200 - (Date.now() - started))));
     const third = write(client, "g3.txt");
     const [p3] = await waitFor("held again after the window", async () => {
       const list = await pendingIn(local());

@@ -64,8 +64,12 @@ async function api(url: string, key: string | null, method: string, path: string
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-async function pendingOn(url: string): Promise<Record<string, unknown>[]> {
-  return (await api(url, KEYS.bob, "GET", "?state=pending")).body.requests as Record<string, unknown>[];
+/** Pending requests seen through a gateway; with `file`, only the one writing that file. */
+async function pendingOn(url: string, file?: string): Promise<Record<string, unknown>[]> {
+  const all = (await api(url, KEYS.bob, "GET", "?state=pending")).body.requests as Record<string, unknown>[];
+  return file === undefined
+    ? all
+    : all.filter((r) => String((r.arguments as { path?: string } | null)?.path ?? "").endsWith(`/${file}`));
 }
 
 describe("approvals through warden serve", () => {
@@ -122,13 +126,13 @@ describe("approvals through warden serve", () => {
     const progress: { message?: string }[] = [];
     const call = write(client, "a.txt", (p) => progress.push(p as { message?: string }));
     const [pending] = await waitFor("a pending request", async () => {
-      const l = await pendingOn(gw.url);
+      const l = await pendingOn(gw.url, "a.txt");
       return l.length > 0 ? l : undefined;
     });
     const id = String(pending?.id);
     assert.equal(pending?.canApprove, true);
     const listed = await warden(["approvals", "list", "--url", gw.url, "--api-key", KEYS.bob]);
-    assert.match(listed.stdout, new RegExp(`${id} +pending +expires in \\d+s +dev-agent/alice +fs/write_file`));
+    assert.match(listed.stdout, new RegExp(`${id} +pending +expires in (\\d+m)?\\d+s +dev-agent/alice +fs/write_file`));
     const ok = await warden(["approvals", "approve", id, "--url", gw.url, "--api-key", KEYS.bob, "--reason", "ok"]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, new RegExp(`${id} approved by bob \\(api-key:bob\\)`));
@@ -159,7 +163,7 @@ describe("approvals through warden serve", () => {
     clients.push(client);
     const call = write(client, "b.txt");
     const [pending] = await waitFor("a pending request", async () => {
-      const l = await pendingOn(gw.url);
+      const l = await pendingOn(gw.url, "b.txt");
       return l.length > 0 ? l : undefined;
     });
     const id = String(pending?.id);
@@ -256,7 +260,7 @@ describe("approvals: two warden serve processes sharing a PostgreSQL store", () 
       arguments: { path: file, content: "x" },
     }) as Promise<ToolResult>;
     const [pending] = await waitFor("the request, seen through the other gateway", async () => {
-      const l = await pendingOn(b.url);
+      const l = await pendingOn(b.url, "shared.txt");
       return l.length > 0 ? l : undefined;
     });
     const id = String(pending?.id);
@@ -305,7 +309,7 @@ describe("approvals: two warden serve processes sharing a PostgreSQL store", () 
     const call = client.callTool({ name: "write_file", arguments: { path: file, content: "x" } });
     call.catch(() => {});
     const [pending] = await waitFor("a pending request", async () => {
-      const l = await pendingOn(b.url);
+      const l = await pendingOn(b.url, "orphan.txt");
       return l.length > 0 ? l : undefined;
     });
     const id = String(pending?.id);
