@@ -4,6 +4,8 @@
 // working directory.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { startApprovals } from "../approvals/config.js";
+import type { ApprovalService } from "../approvals/service.js";
 import { DataDirError } from "../audit/data-dir.js";
 import { AuditStoreError, openAuditLog } from "../audit/log.js";
 import { KeyError } from "../keys/keys.js";
@@ -35,6 +37,17 @@ Options (each also from an environment variable):
   --max-message-bytes N  largest message accepted (default 4194304)
   --no-watch             do not reload policy files when they change
 
+Approvals (calls a policy sends for approval wait here for a human; see docs/approvals.md):
+  --approvals-store URL  postgres://... or a SQLite file               WARDEN_APPROVALS_STORE
+                         (default: approvals.db in the data directory)
+  --approvals-public-url URL  a warden serve sharing the store, for links WARDEN_APPROVALS_PUBLIC_URL
+  --approvals-webhook URL     POST each new request there, signed with   WARDEN_APPROVALS_WEBHOOK
+                              WARDEN_APPROVALS_WEBHOOK_SECRET (HMAC-SHA256)
+  --approvals-webhook-format json|slack                                WARDEN_APPROVALS_WEBHOOK_FORMAT
+  --approvers USERS           default approvers for rules naming none:  WARDEN_APPROVERS
+                              alice,bob,group:sre
+  --no-approvals         no approval channel: require_approval is a deny that says so
+
 Stderr of COMMAND passes through. When COMMAND exits, Warden exits with its code.
 `;
 
@@ -61,6 +74,12 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
         "audit-arguments": { type: "string" },
         "max-message-bytes": { type: "string" },
         "no-watch": { type: "boolean" },
+        "approvals-store": { type: "string" },
+        "approvals-public-url": { type: "string" },
+        "approvals-webhook": { type: "string" },
+        "approvals-webhook-format": { type: "string" },
+        approvers: { type: "string" },
+        "no-approvals": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -139,6 +158,41 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
     }
     throw err;
   }
+  let approvals: ApprovalService | undefined;
+  if (!values["no-approvals"]) {
+    const webhookUrl = (values["approvals-webhook"] as string | undefined) ?? env.WARDEN_APPROVALS_WEBHOOK;
+    const format = (values["approvals-webhook-format"] as string | undefined) ?? env.WARDEN_APPROVALS_WEBHOOK_FORMAT;
+    if (format !== undefined && format !== "json" && format !== "slack") {
+      await audit.close().catch(() => {});
+      throw new UsageError("--approvals-webhook-format must be json or slack");
+    }
+    const publicUrl = (values["approvals-public-url"] as string | undefined) ?? env.WARDEN_APPROVALS_PUBLIC_URL;
+    const approvers = (values.approvers as string | undefined) ?? env.WARDEN_APPROVERS;
+    try {
+      approvals = await startApprovals(
+        {
+          enabled: true,
+          store: (values["approvals-store"] as string | undefined) ?? env.WARDEN_APPROVALS_STORE,
+          ...(publicUrl ? { publicUrl: publicUrl.replace(/\/+$/, "") } : {}),
+          ...(approvers ? { approvers: parseApprovers(approvers) } : {}),
+          ...(webhookUrl
+            ? {
+                webhook: {
+                  url: webhookUrl,
+                  secretEnv: "WARDEN_APPROVALS_WEBHOOK_SECRET",
+                  format: (format as "json" | "slack" | undefined) ?? "json",
+                },
+              }
+            : {}),
+        },
+        { dataDir: audit.dataDir, audit, arguments: { mode: auditArguments }, log },
+      );
+    } catch (err) {
+      log(`cannot start approvals: ${(err as Error).message}`);
+      await audit.close().catch(() => {});
+      return EXIT.unusable;
+    }
+  }
   const [cmd, ...cmdArgs] = command as [string, ...string[]];
   const code = await runStdioGateway({
     server,
@@ -146,6 +200,7 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
     identity,
     policy: source,
     audit,
+    approvals,
     maxMessageBytes,
     input: process.stdin,
     output: process.stdout,
@@ -154,6 +209,19 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
     watchPolicy: !values["no-watch"],
   });
   return code;
+}
+
+/** "alice,bob,group:sre" → users and groups. */
+export function parseApprovers(text: string): { users: string[]; groups: string[] } {
+  const users: string[] = [];
+  const groups: string[] = [];
+  for (const part of text.split(",")) {
+    const t = part.trim();
+    if (t === "") continue;
+    if (t.startsWith("group:")) groups.push(t.slice("group:".length));
+    else users.push(t);
+  }
+  return { users, groups };
 }
 
 export function parseLabels(text: string): Record<string, string> {

@@ -1,5 +1,6 @@
 // The `warden` command. Each command group lives in its own module; this file
 // only dispatches and turns errors into exit codes.
+import { approvalsCommand } from "./approvals-commands.js";
 import { auditCommand } from "./audit-commands.js";
 import { type CliIO, EXIT, processIO, UsageError } from "./io.js";
 import { keysCommand } from "./keys-commands.js";
@@ -24,6 +25,8 @@ Commands:
   audit verify    [--key PUB]...   check the audit log (records, tree, signed checkpoints)
   audit prove | check-proof | checkpoint | export | query | tail
   keys generate   --out DIR        create an Ed25519 (or --type ecdsa-p256) key pair
+  approvals list | show | approve | deny | grants | revoke
+                                   decide calls held for approval (local store or --url)
 
 Run "warden run --help", "warden policy --help", "warden audit --help" or "warden keys --help" for details.
 Options: --help, --version.
@@ -39,6 +42,8 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
         return await auditCommand(rest, io);
       case "keys":
         return await keysCommand(rest, io);
+      case "approvals":
+        return await approvalsCommand(rest, io);
       case "run":
         return await runCommand(rest, io, packageVersion());
       case "serve":

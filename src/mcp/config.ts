@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { isMap } from "yaml";
+import { APPROVALS_SCHEMA, type ApprovalsConfig, readApprovalsConfig } from "../approvals/config.js";
 import { ARGUMENTS_MODES } from "../audit/record.js";
 import { type Diagnostic, PolicyLoadError } from "../policy/diagnostics.js";
 import { durationCheck, parseDuration } from "../policy/duration.js";
@@ -67,6 +68,8 @@ export interface ServeConfig {
     anonymous?: IdentityConfig;
   };
   upstreams: Record<string, UpstreamConfig>;
+  /** Human approval of require_approval calls (src/approvals). */
+  approvals: ApprovalsConfig;
 }
 
 const obj = (what: string, fields: Record<string, Field>): ObjectSchema => ({ type: "object", what, fields });
@@ -154,6 +157,7 @@ const SCHEMA = obj("warden serve config", {
       anonymous: opt(identity("anonymous identity")),
     }),
   ),
+  approvals: opt(APPROVALS_SCHEMA),
   upstreams: req({
     type: "map",
     keys: {
@@ -253,6 +257,8 @@ export function loadServeConfig(path: string): ServeConfig {
   }
   const limitsIn = (c.limits ?? {}) as { maxMessageBytes?: number; sessionIdleTimeout?: string; maxSessions?: number };
   const security = (c.security ?? {}) as Partial<ServeConfig["security"]>;
+  const approvals = readApprovalsConfig(c.approvals as Record<string, unknown> | undefined, abs);
+  for (const p of approvals.problems) parsed.sink.error(at(p.pointer), p.message);
   const errors: Diagnostic[] = problems();
   if (errors.length > 0) throw new PolicyLoadError(parsed.sink.items);
   return {
@@ -270,6 +276,7 @@ export function loadServeConfig(path: string): ServeConfig {
     security: { allowedOrigins: security.allowedOrigins ?? [], allowedHosts: security.allowedHosts ?? [] },
     auth,
     upstreams,
+    approvals: approvals.config,
   };
 }
 

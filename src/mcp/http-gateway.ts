@@ -36,6 +36,8 @@ export interface HttpGatewayOptions {
   auth: Authenticator;
   version: string;
   log(message: string): void;
+  /** More routes (the approvals API and page); resolves true when it answered. Runs after the Host/Origin checks. */
+  routes?: (req: IncomingMessage, res: ServerResponse, path: string) => Promise<boolean>;
 }
 
 type Transport = "streamable" | "sse";
@@ -232,6 +234,7 @@ export class HttpGateway {
       });
       return;
     }
+    if (this.o.routes && (await this.o.routes(req, res, path))) return;
     const mcp = /^\/mcp(?:\/([^/]+))?$/.exec(path);
     const sse = /^\/sse(?:\/([^/]+))?$/.exec(path);
     if (!mcp && !sse && path !== "/messages") {

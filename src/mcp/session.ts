@@ -5,7 +5,7 @@
 // does not know are refused rather than forwarded (a lenient server might
 // read "Tools/Call" as tools/call).
 import { RE2JS } from "@bufbuild/re2";
-import type { Governor } from "./governor.js";
+import type { Governor, HoldContext } from "./governor.js";
 import { notAvailable } from "./governor.js";
 import type { Identity } from "./identity.js";
 import {
@@ -93,6 +93,8 @@ export class GovernedSession implements UpstreamListener {
   private nextClientRequestId = 1;
   private readonly awaitingClient = new Map<RequestId, (r: JsonRpcResponse) => void>();
   private readonly inflight = new Map<RequestId, InFlight>();
+  /** Calls held before forwarding (waiting for approval): aborted on notifications/cancelled or close. */
+  private readonly held = new Map<RequestId, AbortController>();
   private readonly tasks = new Map<UpstreamHandle, Set<string>>();
   /** Ids of client requests being handled now. */
   private readonly busyIds = new Set<RequestId>();
@@ -132,6 +134,8 @@ export class GovernedSession implements UpstreamListener {
       resolve(errorResponse(id, ErrorCode.InternalError, "the client session ended"));
     }
     this.awaitingClient.clear();
+    for (const c of this.held.values()) c.abort(new Error("the client session ended"));
+    this.held.clear();
     for (const f of this.inflight.values()) {
       f.conn.notify("notifications/cancelled", { requestId: f.upstreamId, reason: "client session ended" });
       f.conn.forget(f.upstreamId);
@@ -324,15 +328,27 @@ export class GovernedSession implements UpstreamListener {
         `Tool "${name}" cannot be reached: upstream ${route.handle.name} is unavailable (${route.handle.unavailable ?? "not connected"}).`,
       );
     }
-    const verdict = await this.o.governor.decideCall({
-      identity: this.identity,
-      sessionId: this.id,
-      sessionCalls: { ...this.calls },
-      upstream: conn,
-      tool: route.name,
-      displayName: name,
-      arguments: args as Record<string, unknown>,
-    });
+    const hold = this.holdContext(r);
+    let verdict: Awaited<ReturnType<Governor["decideCall"]>>;
+    try {
+      verdict = await this.o.governor.decideCall({
+        identity: this.identity,
+        sessionId: this.id,
+        sessionCalls: { ...this.calls },
+        upstream: conn,
+        tool: route.name,
+        displayName: name,
+        arguments: args as Record<string, unknown>,
+        hold,
+      });
+    } finally {
+      this.held.delete(r.id);
+    }
+    if (hold.signal.aborted) {
+      // The client withdrew the call while it was held: it is not forwarded, and not answered.
+      if (verdict.forward) this.o.governor.recordOutcome(verdict, { status: "cancelled" });
+      return undefined;
+    }
     if (!verdict.forward) return toolError(r.id, verdict.message);
     this.calls[route.name] = (this.calls[route.name] ?? 0) + 1;
     // Only the parameters MCP defines for tools/call travel on: an extra "Name" key must not
@@ -353,6 +369,64 @@ export class GovernedSession implements UpstreamListener {
     if (typeof result?.task?.taskId === "string") this.ownTask(route.handle, result.task.taskId);
     this.learnResources(route.handle, response.result);
     return response;
+  }
+
+  /** Cancellation, progress and elicitation for a call that may be held for approval. */
+  private holdContext(r: JsonRpcRequest): HoldContext {
+    const controller = new AbortController();
+    this.held.set(r.id, controller);
+    const token = (r.params?._meta as Record<string, unknown> | undefined)?.progressToken;
+    let progress = 0;
+    const hold: HoldContext = { signal: controller.signal };
+    if (typeof token === "string" || typeof token === "number") {
+      hold.progress = (message) => {
+        if (this.closed || controller.signal.aborted) return;
+        progress += 1;
+        this.o.send(
+          { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: token, progress, message } },
+          r.id,
+        );
+      };
+    }
+    if (this.clientCapabilities.elicitation !== undefined) {
+      hold.elicit = (message, requestedSchema, signal) => this.elicit(message, requestedSchema, signal, r.id);
+    }
+    return hold;
+  }
+
+  /** Asks the client's user (elicitation/create); rejects when the client errs, the session ends or `signal` aborts. */
+  private elicit(
+    message: string,
+    requestedSchema: Record<string, unknown>,
+    signal: AbortSignal,
+    relatedTo: RequestId,
+  ): Promise<{ action: string; content?: Record<string, unknown> }> {
+    if (this.closed || signal.aborted) return Promise.reject(new Error("the call is no longer held"));
+    const id = `warden:elicit-${this.nextClientRequestId++}`;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.awaitingClient.delete(id);
+        reject(new Error("the call is no longer held"));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.awaitingClient.set(id, (response) => {
+        signal.removeEventListener("abort", onAbort);
+        const result = response.result as { action?: unknown; content?: unknown } | undefined;
+        if (response.error || typeof result?.action !== "string") {
+          reject(new Error(response.error?.message ?? "the client's answer to elicitation/create has no action"));
+          return;
+        }
+        const content =
+          typeof result.content === "object" && result.content !== null && !Array.isArray(result.content)
+            ? (result.content as Record<string, unknown>)
+            : undefined;
+        resolve(content ? { action: result.action, content } : { action: result.action });
+      });
+      this.o.send(
+        { jsonrpc: "2.0", id, method: "elicitation/create", params: { message, requestedSchema } },
+        relatedTo,
+      );
+    });
   }
 
   /** Which upstream and real tool name a client-visible name means. */
@@ -556,6 +630,9 @@ export class GovernedSession implements UpstreamListener {
     }
     if (n.method === "notifications/cancelled") {
       const requestId = n.params?.requestId;
+      if (typeof requestId === "string" || typeof requestId === "number") {
+        this.held.get(requestId)?.abort(new Error("the client cancelled the call"));
+      }
       const f =
         typeof requestId === "string" || typeof requestId === "number" ? this.inflight.get(requestId) : undefined;
       if (!f) return;

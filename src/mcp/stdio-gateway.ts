@@ -96,6 +96,8 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
     // stdin would keep this process alive.
     o.input.destroy();
     o.policy.close();
+    // Held calls end first (a tool error each, recorded) while the log is open.
+    await o.approvals?.close?.();
     session.close();
     await lifecycle(event, reason, detail);
     await transport.close();
@@ -120,6 +122,7 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
   } catch (err) {
     o.log(`cannot start the upstream server "${o.server}" (${o.child.command}): ${(err as Error).message}`);
     await lifecycle("upstream-failed", `could not start ${o.child.command}: ${(err as Error).message}`);
+    await o.approvals?.close?.();
     await o.audit.close().catch(() => {});
     return 1;
   }
