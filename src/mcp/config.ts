@@ -177,6 +177,9 @@ const SCHEMA = obj("warden serve config", {
   }),
 });
 
+/** Replaced, in upstream env values, by the config file's directory. */
+const CONFIG_DIR_VARIABLE = "$" + "{WARDEN_CONFIG_DIR}";
+
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
 /** Reads and checks a config file; throws PolicyLoadError (with every problem) when it is not usable. */
@@ -233,6 +236,9 @@ export function loadServeConfig(path: string): ServeConfig {
         `upstream "${key}" is a stdio server: headers apply to remote servers`,
       );
     }
+    // ${WARDEN_CONFIG_DIR} in an env value is the config file's directory (servers resolve
+    // relative paths in their own ways, so an absolute one is the only portable choice).
+    if (u.env) for (const [k, v] of Object.entries(u.env)) u.env[k] = v.replaceAll(CONFIG_DIR_VARIABLE, base);
     // Stdio servers run in the config file's directory unless told otherwise, so relative paths in args work.
     if (u.command !== undefined) u.cwd = abs(u.cwd ?? ".");
   }
