@@ -40,8 +40,12 @@ show(
   "filesystem__delete_everything (does not exist)",
   await client.callTool({ name: "filesystem__delete_everything", arguments: {} }),
 );
+console.log(
+  `memory__delete_entities needs a human: approve or deny it within 30 s at ${base}/approvals
+  (sign in with wk_demo_approver_change_me), or: node dist/src/cli/main.js approvals list --data-dir .warden`,
+);
 show(
-  "memory__delete_entities (needs approval; no approval channel configured)",
+  "memory__delete_entities (held for approval)",
   await client.callTool({ name: "memory__delete_entities", arguments: { entityNames: ["x"] } }),
 );
 await client.close();

@@ -4,6 +4,8 @@
 // working directory.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { startApprovals } from "../approvals/config.js";
+import type { ApprovalService } from "../approvals/service.js";
 import { DataDirError } from "../audit/data-dir.js";
 import { AuditStoreError, openAuditLog } from "../audit/log.js";
 import { KeyError } from "../keys/keys.js";
@@ -52,6 +54,17 @@ Signed policy bundles (--policy oci://HOST/REPO:TAG or oci://HOST/REPO@sha256:HE
   The verified bundle is cached in the data directory: without the registry,
   Warden starts from the cache; with neither, it does not start.
 
+Approvals (calls a policy sends for approval wait here for a human; see docs/approvals.md):
+  --approvals-store URL  postgres://... or a SQLite file               WARDEN_APPROVALS_STORE
+                         (default: approvals.db in the data directory)
+  --approvals-public-url URL  a warden serve sharing the store, for links WARDEN_APPROVALS_PUBLIC_URL
+  --approvals-webhook URL     POST each new request there, signed with   WARDEN_APPROVALS_WEBHOOK
+                              WARDEN_APPROVALS_WEBHOOK_SECRET (HMAC-SHA256)
+  --approvals-webhook-format json|slack                                WARDEN_APPROVALS_WEBHOOK_FORMAT
+  --approvers USERS           default approvers for rules naming none:  WARDEN_APPROVERS
+                              alice,bob,group:sre
+  --no-approvals         no approval channel: require_approval is a deny that says so
+
 Stderr of COMMAND passes through. When COMMAND exits, Warden exits with its code.
 `;
 
@@ -83,6 +96,12 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
         "allow-rollback": { type: "boolean" },
         "insecure-registry": { type: "boolean" },
         authfile: { type: "string" },
+        "approvals-store": { type: "string" },
+        "approvals-public-url": { type: "string" },
+        "approvals-webhook": { type: "string" },
+        "approvals-webhook-format": { type: "string" },
+        approvers: { type: "string" },
+        "no-approvals": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -191,9 +210,47 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
   } catch (err) {
     if (err instanceof DataDirError || err instanceof AuditStoreError || err instanceof KeyError) {
       log(`cannot open the audit log: ${err.message}`);
+      if ((err as AuditStoreError).code === "ELOCKED") {
+        log("each warden run keeps its own log: give every wrapped server its own --data-dir (warden wrap does this)");
+      }
       return EXIT.unusable;
     }
     throw err;
+  }
+  let approvals: ApprovalService | undefined;
+  if (!values["no-approvals"]) {
+    const webhookUrl = (values["approvals-webhook"] as string | undefined) ?? env.WARDEN_APPROVALS_WEBHOOK;
+    const format = (values["approvals-webhook-format"] as string | undefined) ?? env.WARDEN_APPROVALS_WEBHOOK_FORMAT;
+    if (format !== undefined && format !== "json" && format !== "slack") {
+      await audit.close().catch(() => {});
+      throw new UsageError("--approvals-webhook-format must be json or slack");
+    }
+    const publicUrl = (values["approvals-public-url"] as string | undefined) ?? env.WARDEN_APPROVALS_PUBLIC_URL;
+    const approvers = (values.approvers as string | undefined) ?? env.WARDEN_APPROVERS;
+    try {
+      approvals = await startApprovals(
+        {
+          enabled: true,
+          store: (values["approvals-store"] as string | undefined) ?? env.WARDEN_APPROVALS_STORE,
+          ...(publicUrl ? { publicUrl: publicUrl.replace(/\/+$/, "") } : {}),
+          ...(approvers ? { approvers: parseApprovers(approvers) } : {}),
+          ...(webhookUrl
+            ? {
+                webhook: {
+                  url: webhookUrl,
+                  secretEnv: "WARDEN_APPROVALS_WEBHOOK_SECRET",
+                  format: (format as "json" | "slack" | undefined) ?? "json",
+                },
+              }
+            : {}),
+        },
+        { dataDir: audit.dataDir, audit, arguments: { mode: auditArguments }, log },
+      );
+    } catch (err) {
+      log(`cannot start approvals: ${(err as Error).message}`);
+      await audit.close().catch(() => {});
+      return EXIT.unusable;
+    }
   }
   const [cmd, ...cmdArgs] = command as [string, ...string[]];
   const code = await runStdioGateway({
@@ -202,6 +259,7 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
     identity,
     policy: source,
     audit,
+    approvals,
     maxMessageBytes,
     input: process.stdin,
     output: process.stdout,
@@ -211,6 +269,19 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
     watchPolicy: oci || !values["no-watch"],
   });
   return code;
+}
+
+/** "alice,bob,group:sre" → users and groups. */
+export function parseApprovers(text: string): { users: string[]; groups: string[] } {
+  const users: string[] = [];
+  const groups: string[] = [];
+  for (const part of text.split(",")) {
+    const t = part.trim();
+    if (t === "") continue;
+    if (t.startsWith("group:")) groups.push(t.slice("group:".length));
+    else users.push(t);
+  }
+  return { users, groups };
 }
 
 export function parseLabels(text: string): Record<string, string> {

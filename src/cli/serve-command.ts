@@ -1,10 +1,14 @@
 // `warden serve --config warden.yaml`: the gateway as an HTTP service.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { startApprovals } from "../approvals/config.js";
+import { ApprovalsHttp } from "../approvals/http-api.js";
+import type { ApprovalService } from "../approvals/service.js";
+import { ApprovalStoreError } from "../approvals/types.js";
 import { DataDirError } from "../audit/data-dir.js";
 import { AuditStoreError, openAuditLog } from "../audit/log.js";
 import { KeyError } from "../keys/keys.js";
-import { loadServeConfig, type ServeConfig } from "../mcp/config.js";
+import { isLoopback, loadServeConfig, type ServeConfig } from "../mcp/config.js";
 import { Governor } from "../mcp/governor.js";
 import { createAuthenticator, type HttpAuthConfig } from "../mcp/http-auth.js";
 import { HttpGateway } from "../mcp/http-gateway.js";
@@ -87,10 +91,25 @@ export async function startGateway(
     checkpointEvery: config.audit.checkpointEvery,
     warn: o.log,
   });
+  let approvals: ApprovalService | undefined;
+  if (config.approvals.enabled) {
+    try {
+      approvals = await startApprovals(config.approvals, {
+        dataDir: audit.dataDir,
+        audit,
+        arguments: { mode: config.audit.arguments, ...(config.audit.mask ? { mask: config.audit.mask } : {}) },
+        log: o.log,
+      });
+    } catch (err) {
+      await audit.close().catch(() => {});
+      throw err instanceof ApprovalStoreError ? err : new ApprovalStoreError((err as Error).message);
+    }
+  }
   const governor = new Governor({
     policy,
     audit,
     limiter: new RateLimiter(),
+    approvals,
     bundle: () => policy.bundle?.() ?? null,
   });
   const lifecycle = (event: string, reason: string, detail: Record<string, unknown> = {}) =>
@@ -112,11 +131,29 @@ export async function startGateway(
     restarted: (name) => gateway?.toolsChanged(name),
   });
   await pool.start();
-  const listenConfig =
+  let listenConfig =
     o.portOverride === undefined ? config : { ...config, listen: { ...config.listen, port: o.portOverride } };
-  const g = new HttpGateway({ config: listenConfig, governor, pool, auth, version: o.version, log: o.log });
+  const publicUrl = config.approvals.publicUrl;
+  if (approvals && publicUrl && (config.security.allowedOrigins.length > 0 || !isLoopback(config.listen.host))) {
+    // The approval page posts from its public origin.
+    const origins = [...config.security.allowedOrigins, new URL(publicUrl).origin];
+    listenConfig = { ...listenConfig, security: { ...listenConfig.security, allowedOrigins: origins } };
+  }
+  const approvalsHttp = approvals
+    ? new ApprovalsHttp({ service: approvals, auth, record: (e) => governor.record(e) })
+    : undefined;
+  const g = new HttpGateway({
+    config: listenConfig,
+    governor,
+    pool,
+    auth,
+    version: o.version,
+    log: o.log,
+    routes: approvalsHttp ? (req, res, path) => approvalsHttp.handle(req, res, path) : undefined,
+  });
   gateway = g;
   const url = await g.listen();
+  approvals?.useDefaultPublicUrl(url);
   lifecycle("start", `warden serve listening on ${url}`, {
     config: config.file,
     policySet: policy.current().digest,
@@ -156,6 +193,9 @@ export async function startGateway(
     stop: () => {
       stopped ??= (async () => {
         policy.close();
+        // Held calls first: each gets its tool error while its session is still open.
+        approvalsHttp?.close();
+        await approvals?.close();
         await g.close();
         await pool.close();
         await governor.record({ type: "lifecycle", reason: "warden serve stopped", detail: { event: "stop" } });
@@ -206,6 +246,10 @@ export async function serveCommand(args: string[], io: CliIO, version: string): 
       log(`cannot open the audit log: ${err.message}`);
       return EXIT.unusable;
     }
+    if (err instanceof ApprovalStoreError) {
+      log(`cannot start approvals: ${err.message}`);
+      return EXIT.unusable;
+    }
     if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") {
       log(
         `cannot listen: the address is in use (${(err as Error).message}); choose another port with --port or listen.port`,
@@ -233,7 +277,7 @@ function connectionHelp(url: string, config: ServeConfig): string {
   MCP (Streamable HTTP):  ${url}/mcp/<server>  (${Object.keys(config.upstreams).join(", ")}), or all servers: ${url}/mcp
   legacy HTTP+SSE:        ${url}/sse/<server>
   health:                 ${url}/healthz   readiness: ${url}/readyz
-${auth}
+${config.approvals.enabled ? `  approvals:              ${url}/approvals   (API: ${url}/api/approvals)\n` : ""}${auth}
 Audit log: warden audit tail -f --data-dir ${config.dataDir ?? "./.warden"}
 Stop with Ctrl-C (a final checkpoint is written).
 `;

@@ -1,5 +1,6 @@
 // The `warden` command. Each command group lives in its own module; this file
 // only dispatches and turns errors into exit codes.
+import { approvalsCommand } from "./approvals-commands.js";
 import { auditCommand } from "./audit-commands.js";
 import { bundleCommand } from "./bundle-commands.js";
 import { type CliIO, EXIT, processIO, UsageError } from "./io.js";
@@ -7,6 +8,7 @@ import { keysCommand } from "./keys-commands.js";
 import { policyCommand } from "./policy-commands.js";
 import { packageVersion, runCommand } from "./run-command.js";
 import { serveCommand } from "./serve-command.js";
+import { wrapCommand } from "./wrap-command.js";
 
 const HELP = `Usage: warden <command> [options]
 
@@ -16,6 +18,7 @@ Commands:
   run --policy PATH --agent NAME --server NAME -- COMMAND ARGS...
                                    govern a stdio MCP server (drop-in for MCP clients)
   serve --config warden.yaml       the gateway as an HTTP service (Streamable HTTP and SSE)
+  wrap CONFIG_FILE --policy PATH   put every stdio server of a client config under warden run (--undo)
   policy validate PATH...          check policy files and directories
   policy eval     --policy PATH --input FILE|-
   policy explain  --policy PATH --input FILE|-
@@ -23,6 +26,8 @@ Commands:
   audit verify    [--key PUB]...   check the audit log (records, tree, signed checkpoints)
   audit prove | check-proof | checkpoint | export | query | tail
   keys generate   --out DIR        create an Ed25519 (or --type ecdsa-p256) key pair
+  approvals list | show | approve | deny | grants | revoke
+                                   decide calls held for approval (local store or --url)
   bundle build | inspect | push | pull | sign | verify
                                    signed policy bundles in any OCI registry
 
@@ -40,12 +45,16 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
         return await auditCommand(rest, io);
       case "keys":
         return await keysCommand(rest, io);
+      case "approvals":
+        return await approvalsCommand(rest, io);
       case "bundle":
         return await bundleCommand(rest, io);
       case "run":
         return await runCommand(rest, io, packageVersion());
       case "serve":
         return await serveCommand(rest, io, packageVersion());
+      case "wrap":
+        return await wrapCommand(rest, io);
       case "--version":
       case "-v":
         io.stdout(`warden ${packageVersion()}\n`);

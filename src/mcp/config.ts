@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { isMap } from "yaml";
+import { APPROVALS_SCHEMA, type ApprovalsConfig, readApprovalsConfig } from "../approvals/config.js";
 import { ARGUMENTS_MODES } from "../audit/record.js";
 import { type Diagnostic, PolicyLoadError } from "../policy/diagnostics.js";
 import { durationCheck, parseDuration } from "../policy/duration.js";
@@ -73,6 +74,8 @@ export interface ServeConfig {
     anonymous?: IdentityConfig;
   };
   upstreams: Record<string, UpstreamConfig>;
+  /** Human approval of require_approval calls (src/approvals). */
+  approvals: ApprovalsConfig;
 }
 
 const obj = (what: string, fields: Record<string, Field>): ObjectSchema => ({ type: "object", what, fields });
@@ -171,6 +174,7 @@ const SCHEMA = obj("warden serve config", {
       anonymous: opt(identity("anonymous identity")),
     }),
   ),
+  approvals: opt(APPROVALS_SCHEMA),
   upstreams: req({
     type: "map",
     keys: {
@@ -189,6 +193,9 @@ const SCHEMA = obj("warden serve config", {
     }),
   }),
 });
+
+/** Replaced, in upstream env values, by the config file's directory. */
+const CONFIG_DIR_VARIABLE = "$" + "{WARDEN_CONFIG_DIR}";
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
@@ -246,6 +253,9 @@ export function loadServeConfig(path: string): ServeConfig {
         `upstream "${key}" is a stdio server: headers apply to remote servers`,
       );
     }
+    // ${WARDEN_CONFIG_DIR} in an env value is the config file's directory (servers resolve
+    // relative paths in their own ways, so an absolute one is the only portable choice).
+    if (u.env) for (const [k, v] of Object.entries(u.env)) u.env[k] = v.replaceAll(CONFIG_DIR_VARIABLE, base);
     // Stdio servers run in the config file's directory unless told otherwise, so relative paths in args work.
     if (u.command !== undefined) u.cwd = abs(u.cwd ?? ".");
   }
@@ -299,6 +309,8 @@ export function loadServeConfig(path: string): ServeConfig {
     parsed.sink.error(at("/bundle"), "bundle settings apply to an oci:// policy");
   const limitsIn = (c.limits ?? {}) as { maxMessageBytes?: number; sessionIdleTimeout?: string; maxSessions?: number };
   const security = (c.security ?? {}) as Partial<ServeConfig["security"]>;
+  const approvals = readApprovalsConfig(c.approvals as Record<string, unknown> | undefined, abs);
+  for (const p of approvals.problems) parsed.sink.error(at(p.pointer), p.message);
   const errors: Diagnostic[] = problems();
   if (errors.length > 0) throw new PolicyLoadError(parsed.sink.items);
   return {
@@ -323,6 +335,7 @@ export function loadServeConfig(path: string): ServeConfig {
     security: { allowedOrigins: security.allowedOrigins ?? [], allowedHosts: security.allowedHosts ?? [] },
     auth,
     upstreams,
+    approvals: approvals.config,
   };
 }
 

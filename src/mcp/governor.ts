@@ -14,7 +14,35 @@ import type { UpstreamConnection } from "./upstream.js";
 
 /** Asks a human; built in the approvals module. Without one, require_approval is a deny. */
 export interface ApprovalChannel {
-  request(call: PendingCall, decision: Decision): Promise<{ approved: boolean; reason: string; by?: string }>;
+  request(call: PendingCall, decision: Decision, hold?: HoldContext): Promise<ApprovalOutcome>;
+  /** How a call the channel approved ended ("success", "tool-error", "cancelled", "not forwarded: ..."). */
+  completed?(approvalId: string, outcome: string): void;
+  /** Ends every held call (each gets a tool error) before the audit log closes. */
+  close?(): Promise<void>;
+}
+
+export interface ApprovalOutcome {
+  approved: boolean;
+  reason: string;
+  by?: string;
+  /** The approval request (or grant) that decided, for the decision record and the outcome. */
+  id?: string;
+  /** What the decision record's `approval` field carries. */
+  record?: Record<string, unknown>;
+}
+
+/** What the session offers a held call: cancellation, progress to the client, and elicitation. */
+export interface HoldContext {
+  /** Aborted when the client cancels the request (notifications/cancelled) or the session ends. */
+  signal: AbortSignal;
+  /** Present when the client sent a progress token: sends notifications/progress. */
+  progress?: (message: string) => void;
+  /** Present when the client declared the elicitation capability: asks the user (elicitation/create). */
+  elicit?: (
+    message: string,
+    requestedSchema: Record<string, unknown>,
+    signal: AbortSignal,
+  ) => Promise<{ action: string; content?: Record<string, unknown> }>;
 }
 
 export interface CallRequest {
@@ -27,6 +55,8 @@ export interface CallRequest {
   /** The name as the client wrote it (prefixed on the aggregate endpoint), for answers to the client. */
   displayName?: string;
   arguments: Record<string, unknown>;
+  /** For a call that may be held for approval. */
+  hold?: HoldContext;
 }
 
 export interface PendingCall {
@@ -36,7 +66,15 @@ export interface PendingCall {
 
 /** Why a call was refused, in words for the agent; "hidden" answers look the same as a tool that does not exist. */
 export type Verdict =
-  | { forward: true; input: DecisionInput; decision: Decision; recordId: string; startedMs: number }
+  | {
+      forward: true;
+      input: DecisionInput;
+      decision: Decision;
+      recordId: string;
+      startedMs: number;
+      /** The approval request that let the call through, if one did. */
+      approvalId?: string;
+    }
   | { forward: false; message: string };
 
 export interface GovernorOptions {
@@ -85,6 +123,7 @@ export class Governor {
     let reason = decision.reason;
     let hidden = false;
     let approval: Record<string, unknown> | null = null;
+    let approvalId: string | undefined;
 
     if (decision.enforced) {
       if (verdict !== "deny") {
@@ -100,8 +139,9 @@ export class Governor {
         hidden = true;
       }
       if (verdict === "require_approval") {
-        const outcome = await this.approve(input, req.identity, decision);
+        const outcome = await this.approve(input, req.identity, decision, req.hold);
         approval = outcome.record;
+        approvalId = outcome.id;
         [verdict, stage, reason] = outcome.approved
           ? ["allow", "approval", outcome.reason]
           : ["deny", "approval", outcome.reason];
@@ -129,13 +169,17 @@ export class Governor {
     try {
       recordId = (await this.o.audit.append(event)).id;
     } catch (err) {
+      if (approvalId) this.o.approvals?.completed?.(approvalId, "not forwarded: the audit log is unavailable");
       return {
         forward: false,
         message: `Denied: the audit log is unavailable (${(err as Error).message}); Warden refuses calls it cannot record.`,
       };
     }
     const passes = verdict === "allow" || !decision.enforced;
-    if (passes) return { forward: true, input, decision, recordId, startedMs };
+    if (passes) return { forward: true, input, decision, recordId, startedMs, approvalId };
+    if (approvalId && approval?.outcome === "approved") {
+      this.o.approvals?.completed?.(approvalId, `not forwarded: ${reason}`);
+    }
     return { forward: false, message: hidden ? notAvailable(req.displayName ?? req.tool) : agentReason(reason) };
   }
 
@@ -159,7 +203,8 @@ export class Governor {
     input: DecisionInput,
     identity: Identity,
     decision: Decision,
-  ): Promise<{ approved: boolean; reason: string; record: Record<string, unknown> | null }> {
+    hold: HoldContext | undefined,
+  ): Promise<{ approved: boolean; reason: string; record: Record<string, unknown> | null; id?: string }> {
     const channel = this.o.approvals;
     if (!channel) {
       return {
@@ -169,15 +214,21 @@ export class Governor {
       };
     }
     try {
-      const r = await channel.request({ input, identity }, decision);
+      const r = await channel.request({ input, identity }, decision, hold);
       if (r.approved) {
         return {
           approved: true,
           reason: `approved${r.by ? ` by ${r.by}` : ""}: ${r.reason}`,
-          record: { outcome: "approved", by: r.by ?? null },
+          record: { outcome: "approved", by: r.by ?? null, ...r.record },
+          id: r.id,
         };
       }
-      return { approved: false, reason: `denied: ${r.reason}`, record: { outcome: "denied", by: r.by ?? null } };
+      return {
+        approved: false,
+        reason: `denied: ${r.reason}`,
+        record: { outcome: "denied", by: r.by ?? null, ...r.record },
+        id: r.id,
+      };
     } catch (err) {
       return {
         approved: false,
@@ -213,6 +264,12 @@ export class Governor {
     };
     if (event.user && event.user.id === undefined) delete event.user.id;
     if (event.user && event.user.groups === undefined) delete event.user.groups;
+    if (v.approvalId) {
+      this.o.approvals?.completed?.(
+        v.approvalId,
+        outcome.error ? `${outcome.status}: ${outcome.error}` : outcome.status,
+      );
+    }
     this.o.audit.append(event).catch(() => {
       // The log is now failed; the next call's decision record will fail and deny it.
     });

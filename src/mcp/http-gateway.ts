@@ -14,6 +14,7 @@ import { EventStream, parseLastEventId } from "./event-stream.js";
 import type { Governor } from "./governor.js";
 import type { Authenticator, Identity } from "./identity.js";
 import {
+  checkMessage,
   ErrorCode,
   errorResponse,
   idOf,
@@ -22,6 +23,7 @@ import {
   type JsonRpcResponse,
   parseFrame,
   type RequestId,
+  refusedSubject,
 } from "./jsonrpc.js";
 import { GovernedSession } from "./session.js";
 import { SUPPORTED_PROTOCOL_VERSIONS } from "./upstream.js";
@@ -34,23 +36,28 @@ export interface HttpGatewayOptions {
   auth: Authenticator;
   version: string;
   log(message: string): void;
+  /** More routes (the approvals API and page); resolves true when it answered. Runs after the Host/Origin checks. */
+  routes?: (req: IncomingMessage, res: ServerResponse, path: string) => Promise<boolean>;
 }
 
 type Transport = "streamable" | "sse";
 
 /** A POST that carries requests: answered as JSON, or switched to SSE when related messages arrive first. */
 class PostExchange {
-  private readonly waiting: Set<RequestId>;
+  private waiting: number;
   private readonly answers: JsonRpcResponse[] = [];
   stream: EventStream | null = null;
 
   constructor(
     private readonly session: HttpSession,
     private readonly res: ServerResponse,
-    ids: RequestId[],
+    /** How many answers this POST expects: one per request, and one per invalid message. */
+    expected: number,
     private readonly batch: boolean,
+    /** A single message that was not valid JSON-RPC: answered with 400. */
+    private readonly invalid: boolean,
   ) {
-    this.waiting = new Set(ids);
+    this.waiting = expected;
   }
 
   /** A message the server sent in relation to one of this POST's requests. */
@@ -63,10 +70,10 @@ class PostExchange {
     this.stream.push(message);
   }
 
-  answered(response: JsonRpcResponse | undefined, id: RequestId): void {
-    this.waiting.delete(id);
+  answered(response: JsonRpcResponse | undefined): void {
+    this.waiting--;
     if (response) this.answers.push(response);
-    if (this.waiting.size > 0) return;
+    if (this.waiting > 0) return;
     if (this.stream) {
       for (const a of this.answers) this.stream.push(a);
       this.stream.finish();
@@ -75,7 +82,9 @@ class PostExchange {
       if (!this.res.headersSent) this.res.writeHead(202, this.session.headers()).end();
     } else if (!this.res.headersSent && !this.res.destroyed) {
       const body = JSON.stringify(this.batch ? this.answers : this.answers[0]);
-      this.res.writeHead(200, { "Content-Type": "application/json", ...this.session.headers() }).end(body);
+      this.res
+        .writeHead(this.invalid ? 400 : 200, { "Content-Type": "application/json", ...this.session.headers() })
+        .end(body);
     }
   }
 }
@@ -142,6 +151,8 @@ export class HttpGateway {
     // Long-lived SSE responses must not be cut by the request timeout.
     this.server.requestTimeout = 0;
     this.server.headersTimeout = 30_000;
+    // Bounded, generously: every session may hold a GET stream and a POST in flight.
+    this.server.maxConnections = o.config.limits.maxSessions * 2 + 256;
     this.sweeper = setInterval(() => void this.sweep(), Math.min(60_000, o.config.limits.sessionIdleMs)).unref();
     this.keepAlive = setInterval(() => {
       for (const s of this.sessions.values()) {
@@ -223,13 +234,14 @@ export class HttpGateway {
       });
       return;
     }
+    if (this.o.routes && (await this.o.routes(req, res, path))) return;
     const mcp = /^\/mcp(?:\/([^/]+))?$/.exec(path);
     const sse = /^\/sse(?:\/([^/]+))?$/.exec(path);
     if (!mcp && !sse && path !== "/messages") {
       json(res, 404, { error: "not found: MCP is served at /mcp and /mcp/<server> (legacy SSE: /sse)" });
       return;
     }
-    const endpoint = decodeURIComponent((mcp ?? sse)?.[1] ?? "") || null;
+    const endpoint = safeDecode((mcp ?? sse)?.[1] ?? "") || null;
     if (endpoint !== null && !this.o.pool.has(endpoint)) {
       json(res, 404, { error: `no upstream named "${endpoint}"; configured: ${this.o.pool.names.join(", ")}` });
       return;
@@ -297,13 +309,22 @@ export class HttpGateway {
     );
   }
 
-  private refused(req: IncomingMessage, reason: string, stage: string): Promise<boolean> {
+  private refused(
+    req: IncomingMessage,
+    reason: string,
+    stage: string,
+    subject: { method?: string; tool?: string } = {},
+  ): Promise<boolean> {
+    const path = req.url?.slice(0, 200);
+    const server = /^\/(?:mcp|sse)\/([^/?]+)/.exec(path ?? "")?.[1];
     const event: AuditEvent = {
       type: "decision",
       decision: "deny",
       enforced: true,
+      server: server === undefined ? null : safeDecode(server),
+      tool: subject.tool ?? null,
       reason,
-      detail: { stage, method: req.method, path: req.url?.slice(0, 200), remote: req.socket.remoteAddress },
+      detail: { stage, method: req.method, path, remote: req.socket.remoteAddress, rpcMethod: subject.method ?? null },
     };
     return this.o.governor.record(event);
   }
@@ -345,7 +366,7 @@ export class HttpGateway {
     }
     const parsed = parseFrame(body, this.o.config.limits.maxMessageBytes);
     if (!parsed.ok) {
-      void this.refused(req, `message refused: ${parsed.why}`, "protocol");
+      void this.refused(req, `message refused: ${parsed.why}`, "protocol", refusedSubject(parsed.value));
       json(res, 400, parsed.response);
       return;
     }
@@ -384,11 +405,11 @@ export class HttpGateway {
         return;
       }
     }
-    const requests = parsed.messages.filter((m): m is JsonRpcMessage & { id: RequestId } => {
-      const o = m as unknown as Record<string, unknown>;
-      return typeof o?.method === "string" && (typeof o.id === "string" || typeof o.id === "number");
-    });
-    if (requests.length === 0) {
+    // Every message goes to the session, which refuses (and records) invalid ones with an
+    // error response; requests and invalid messages are answered, notifications and
+    // responses are not. A POST with nothing to answer gets 202.
+    const answered = parsed.messages.filter((m) => checkMessage(m) !== undefined || isRequest(m as JsonRpcMessage));
+    if (answered.length === 0) {
       for (const m of parsed.messages) await session.governed.handle(m);
       res.writeHead(202, session.headers()).end();
       return;
@@ -396,10 +417,19 @@ export class HttpGateway {
     const exchange = new PostExchange(
       session,
       res,
-      requests.map((r) => r.id),
+      answered.length,
       parsed.batch,
+      !parsed.batch && checkMessage(parsed.messages[0]) !== undefined,
     );
-    for (const r of requests) session.exchanges.set(r.id, exchange);
+    const routed: RequestId[] = [];
+    for (const m of answered) {
+      const id = checkMessage(m) === undefined ? (m as { id: RequestId }).id : undefined;
+      // Related server messages are routed by request id; a reused id keeps its first exchange.
+      if (id !== undefined && !session.exchanges.has(id)) {
+        session.exchanges.set(id, exchange);
+        routed.push(id);
+      }
+    }
     await Promise.all(
       parsed.messages.map(async (m) => {
         const response = await session.governed.handle(m).catch((err): JsonRpcResponse => {
@@ -410,15 +440,14 @@ export class HttpGateway {
             "internal error in Warden; the call was not forwarded",
           );
         });
-        const id = isRequest(m as JsonRpcMessage) ? (m as { id: RequestId }).id : undefined;
-        if (id === undefined) return;
-        if (session.exchanges.get(id) === exchange) session.exchanges.delete(id);
-        if (response && (m as { method?: string }).method === "initialize" && response.result) {
+        if (!answered.includes(m)) return;
+        if (response && (m as { method?: string } | null)?.method === "initialize" && response.result) {
           session.protocolVersion = String((response.result as { protocolVersion?: unknown }).protocolVersion ?? "");
         }
-        exchange.answered(response, id);
+        exchange.answered(response);
       }),
     );
+    for (const id of routed) if (session.exchanges.get(id) === exchange) session.exchanges.delete(id);
     session.lastSeen = Date.now();
   }
 
@@ -574,6 +603,17 @@ export class HttpGateway {
   }
 }
 
+const BODY_TIMEOUT_MS = 30_000;
+
+/** A path segment decoded, or as it is when its percent-encoding is malformed (it then names no upstream). */
+function safeDecode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
@@ -594,6 +634,9 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<string | null
       req.resume();
       return;
     }
+    // A client that stops sending halfway must not hold the connection for ever.
+    const timer = setTimeout(() => req.destroy(new Error("request body not received in time")), BODY_TIMEOUT_MS);
+    req.once("close", () => clearTimeout(timer));
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;

@@ -68,7 +68,8 @@ export function errorResponse(id: RequestId | null, code: number, message: strin
 
 export type Parsed =
   | { ok: true; messages: JsonRpcMessage[]; batch: boolean }
-  | { ok: false; response: JsonRpcResponse; why: string };
+  /** `value` is the parsed JSON when the text parsed, for naming the refused call in the audit log. */
+  | { ok: false; response: JsonRpcResponse; why: string; value?: unknown };
 
 /**
  * Parses one frame (a stdio line or an HTTP body): a message or a batch.
@@ -98,10 +99,24 @@ export function parseFrame(text: string, maxBytes: number): Parsed {
     return {
       ok: false,
       why: "duplicate key",
+      value,
       response: errorResponse(
         idOf(value),
         ErrorCode.InvalidRequest,
         `duplicate key "${dup}" in the message: refused, because parsers disagree on which one counts`,
+      ),
+    };
+  }
+  const unreadable = findUnrepresentable(value);
+  if (unreadable !== undefined) {
+    return {
+      ok: false,
+      why: unreadable,
+      value,
+      response: errorResponse(
+        idOf(value),
+        ErrorCode.InvalidRequest,
+        `${unreadable}: refused, because it cannot be passed on or recorded as it was sent`,
       ),
     };
   }
@@ -114,11 +129,22 @@ export function parseFrame(text: string, maxBytes: number): Parsed {
   return { ok: true, messages: [value as JsonRpcMessage], batch: false };
 }
 
+/** The server-independent part of what a refused frame asked for: its method, and the tool of a tools/call. */
+export function refusedSubject(value: unknown): { method?: string; tool?: string } {
+  const m = Array.isArray(value) ? value[0] : value;
+  if (typeof m !== "object" || m === null) return {};
+  const { method, params } = m as { method?: unknown; params?: { name?: unknown } };
+  const out: { method?: string; tool?: string } = {};
+  if (typeof method === "string") out.method = method.slice(0, 200);
+  if (method === "tools/call" && typeof params?.name === "string") out.tool = params.name.slice(0, 200);
+  return out;
+}
+
 /** The id of a message if it has a usable one, for error replies. */
 export function idOf(value: unknown): RequestId | null {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
   const id = (value as { id?: unknown }).id;
-  return typeof id === "string" || (typeof id === "number" && Number.isFinite(id)) ? id : null;
+  return isValidId(id) ? id : null;
 }
 
 /** Checks one message's JSON-RPC 2.0 shape; returns why it is not usable. */
@@ -148,8 +174,46 @@ export function checkMessage(m: unknown): string | undefined {
   return undefined;
 }
 
+/** Numeric ids must be exact: an id that loses precision in JSON.parse would come back as another id. */
 function isValidId(id: unknown): id is RequestId {
-  return typeof id === "string" || (typeof id === "number" && Number.isFinite(id));
+  return typeof id === "string" || (typeof id === "number" && Number.isSafeInteger(id));
+}
+
+/**
+ * A value JSON.parse accepted but Warden cannot pass on faithfully: a number
+ * too large for a double (1e400 parses as Infinity and would be forwarded as
+ * null), or a string with a lone UTF-16 surrogate (not valid Unicode, and not
+ * representable in the audit log's canonical JSON).
+ */
+export function findUnrepresentable(value: unknown, depth = 0): string | undefined {
+  switch (typeof value) {
+    case "number":
+      return Number.isFinite(value) ? undefined : "a number out of range";
+    case "string":
+      return (value as unknown as { isWellFormed(): boolean }).isWellFormed()
+        ? undefined
+        : "a string that is not valid Unicode (a lone surrogate)";
+    case "object": {
+      if (value === null) return undefined;
+      if (depth > 200) return "nesting deeper than 200 levels";
+      if (Array.isArray(value)) {
+        for (const v of value) {
+          const r = findUnrepresentable(v, depth + 1);
+          if (r) return r;
+        }
+        return undefined;
+      }
+      for (const k in value) {
+        if (!(k as unknown as { isWellFormed(): boolean }).isWellFormed())
+          return "a key that is not valid Unicode (a lone surrogate)";
+        const r = findUnrepresentable((value as Record<string, unknown>)[k], depth + 1);
+        if (r) return r;
+      }
+      return undefined;
+    }
+    default:
+      return undefined;
+  }
 }
 
 /**

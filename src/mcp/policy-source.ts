@@ -2,7 +2,8 @@
 // reloaded when they change. A new version is used only if it loads without
 // errors; a bad edit keeps the last good set and is reported, so an operator's
 // typo can neither open nor close the gateway by accident.
-import { type FSWatcher, watch } from "node:fs";
+import { type FSWatcher, statSync, watch } from "node:fs";
+import { basename, dirname } from "node:path";
 import { type Diagnostic, PolicyLoadError } from "../policy/diagnostics.js";
 import { compilePolicySet, type EngineOptions, type PolicySet } from "../policy/engine.js";
 import { loadPolicyPaths } from "../policy/loader.js";
@@ -90,11 +91,21 @@ export class FilePolicySource implements WatchablePolicySource {
     return { kind: "loaded", set: policySet, previous, warnings: diagnostics };
   }
 
-  /** Watches the paths (directories recursively) and reloads, debounced, on every change. */
+  /**
+   * Watches the paths and reloads, debounced, on every change. Directories are
+   * watched recursively; a single file is watched through its directory, because
+   * editors save by writing a new file and renaming it over the old one, which a
+   * watch on the file itself would not follow.
+   */
   watch(onEvent: (e: ReloadEvent) => void, debounceMs = 150): void {
     for (const p of this.paths) {
       try {
-        const w = watch(p, { recursive: true, persistent: false }, () => this.schedule(onEvent, debounceMs));
+        const isDir = statSync(p).isDirectory();
+        const target = isDir ? p : dirname(p);
+        const name = basename(p);
+        const w = watch(target, { recursive: isDir, persistent: false }, (_event, file) => {
+          if (isDir || file === null || file.toString() === name) this.schedule(onEvent, debounceMs);
+        });
         w.on("error", () => {});
         this.watchers.push(w);
       } catch {

@@ -5,13 +5,14 @@
 // does not know are refused rather than forwarded (a lenient server might
 // read "Tools/Call" as tools/call).
 import { RE2JS } from "@bufbuild/re2";
-import type { Governor } from "./governor.js";
+import type { Governor, HoldContext } from "./governor.js";
 import { notAvailable } from "./governor.js";
 import type { Identity } from "./identity.js";
 import {
   checkMessage,
   ErrorCode,
   errorResponse,
+  idOf,
   isNotification,
   isRequest,
   type JsonRpcMessage,
@@ -56,6 +57,7 @@ const CLIENT_NOTIFICATIONS = new Set([
 ]);
 
 const MAX_AGGREGATE_PAGES = 100;
+const DEFAULT_REQUEST_TIMEOUT_MS = 10 * 60_000;
 
 /** How long a client may take to answer a request from the server (sampling, elicitation). */
 const CLIENT_ANSWER_TIMEOUT_MS = 10 * 60_000;
@@ -72,6 +74,8 @@ export interface SessionOptions {
   serverInfo: { name: string; version: string };
   /** Operator-facing notes (stderr). */
   log(message: string): void;
+  /** An upstream that has not answered a forwarded request after this long answers with an error (default 10 minutes). */
+  requestTimeoutMs?: number;
 }
 
 interface InFlight {
@@ -89,7 +93,11 @@ export class GovernedSession implements UpstreamListener {
   private nextClientRequestId = 1;
   private readonly awaitingClient = new Map<RequestId, (r: JsonRpcResponse) => void>();
   private readonly inflight = new Map<RequestId, InFlight>();
+  /** Calls held before forwarding (waiting for approval): aborted on notifications/cancelled or close. */
+  private readonly held = new Map<RequestId, AbortController>();
   private readonly tasks = new Map<UpstreamHandle, Set<string>>();
+  /** Ids of client requests being handled now. */
+  private readonly busyIds = new Set<RequestId>();
   private closed = false;
 
   constructor(private readonly o: SessionOptions) {
@@ -101,6 +109,22 @@ export class GovernedSession implements UpstreamListener {
     return this.o.identity;
   }
 
+  /** Records a message Warden refused before any policy decision (never throws). */
+  private refuse(reason: string, detail: { tool?: string; server?: string }): void {
+    void this.o.governor.record({
+      type: "decision",
+      decision: "deny",
+      enforced: true,
+      agent: { name: this.identity.agent.name },
+      user: this.identity.user?.id !== undefined ? { id: this.identity.user.id } : null,
+      session: this.id,
+      server: detail.server ?? (this.o.aggregate ? null : (this.o.upstreams[0]?.name ?? null)),
+      tool: detail.tool ?? null,
+      reason,
+      detail: { stage: "protocol" },
+    });
+  }
+
   /** Stops routing to this session; answers the server requests it still owed. */
   close(): void {
     if (this.closed) return;
@@ -110,6 +134,8 @@ export class GovernedSession implements UpstreamListener {
       resolve(errorResponse(id, ErrorCode.InternalError, "the client session ended"));
     }
     this.awaitingClient.clear();
+    for (const c of this.held.values()) c.abort(new Error("the client session ended"));
+    this.held.clear();
     for (const f of this.inflight.values()) {
       f.conn.notify("notifications/cancelled", { requestId: f.upstreamId, reason: "client session ended" });
       f.conn.forget(f.upstreamId);
@@ -124,12 +150,8 @@ export class GovernedSession implements UpstreamListener {
   async handle(message: unknown): Promise<JsonRpcResponse | undefined> {
     const problem = checkMessage(message);
     if (problem) {
-      const id = (message as { id?: unknown })?.id;
-      return errorResponse(
-        typeof id === "string" || typeof id === "number" ? id : null,
-        ErrorCode.InvalidRequest,
-        problem,
-      );
+      this.refuse(`invalid message: ${problem}`, {});
+      return errorResponse(idOf(message), ErrorCode.InvalidRequest, problem);
     }
     const m = message as JsonRpcMessage;
     if (isRequest(m)) return this.request(m);
@@ -143,12 +165,32 @@ export class GovernedSession implements UpstreamListener {
 
   private async request(r: JsonRpcRequest): Promise<JsonRpcResponse | undefined> {
     if (!REQUESTS.has(r.method)) {
+      this.refuse(`method "${r.method.slice(0, 200)}" is not an MCP method Warden passes on`, {});
       return errorResponse(
         r.id,
         ErrorCode.MethodNotFound,
         `method "${r.method}" is not an MCP method Warden passes on`,
       );
     }
+    // Ids identify answers: a second request with the id of one still in flight would get a
+    // mixed-up answer, so it is refused (and not forwarded).
+    if (this.busyIds.has(r.id)) {
+      this.refuse(`request id ${JSON.stringify(r.id)} reused while a request with it is in flight`, {});
+      return errorResponse(
+        r.id,
+        ErrorCode.InvalidRequest,
+        `request id ${JSON.stringify(r.id)} is already in use by a request in flight`,
+      );
+    }
+    this.busyIds.add(r.id);
+    try {
+      return await this.dispatch(r);
+    } finally {
+      this.busyIds.delete(r.id);
+    }
+  }
+
+  private async dispatch(r: JsonRpcRequest): Promise<JsonRpcResponse | undefined> {
     switch (r.method) {
       case "initialize":
         return this.initialize(r);
@@ -268,6 +310,17 @@ export class GovernedSession implements UpstreamListener {
     }
     const route = this.route(name);
     if (!route) return toolError(r.id, notAvailable(name));
+    const collision = caseCollision(args);
+    if (collision) {
+      this.refuse(
+        `arguments contain keys that differ only by case or Unicode form (${collision}); refused, because a server may read either one`,
+        { tool: route.name, server: route.handle.name },
+      );
+      return toolError(
+        r.id,
+        `Denied: the arguments contain keys that differ only by case or Unicode form (${collision}).`,
+      );
+    }
     const conn = route.handle.conn;
     if (!conn || route.handle.unavailable) {
       return toolError(
@@ -275,21 +328,35 @@ export class GovernedSession implements UpstreamListener {
         `Tool "${name}" cannot be reached: upstream ${route.handle.name} is unavailable (${route.handle.unavailable ?? "not connected"}).`,
       );
     }
-    const verdict = await this.o.governor.decideCall({
-      identity: this.identity,
-      sessionId: this.id,
-      sessionCalls: { ...this.calls },
-      upstream: conn,
-      tool: route.name,
-      displayName: name,
-      arguments: args as Record<string, unknown>,
-    });
+    const hold = this.holdContext(r);
+    let verdict: Awaited<ReturnType<Governor["decideCall"]>>;
+    try {
+      verdict = await this.o.governor.decideCall({
+        identity: this.identity,
+        sessionId: this.id,
+        sessionCalls: { ...this.calls },
+        upstream: conn,
+        tool: route.name,
+        displayName: name,
+        arguments: args as Record<string, unknown>,
+        hold,
+      });
+    } finally {
+      this.held.delete(r.id);
+    }
+    if (hold.signal.aborted) {
+      // The client withdrew the call while it was held: it is not forwarded, and not answered.
+      if (verdict.forward) this.o.governor.recordOutcome(verdict, { status: "cancelled" });
+      return undefined;
+    }
     if (!verdict.forward) return toolError(r.id, verdict.message);
     this.calls[route.name] = (this.calls[route.name] ?? 0) + 1;
-    const forwarded: JsonRpcRequest = {
-      ...r,
-      params: { ...params, name: route.name, arguments: verdict.input.request.arguments },
-    };
+    // Only the parameters MCP defines for tools/call travel on: an extra "Name" key must not
+    // reach a server that reads keys case-insensitively (the policy decided on "name").
+    const forwardedParams: Record<string, unknown> = { name: route.name, arguments: verdict.input.request.arguments };
+    if (params._meta !== undefined) forwardedParams._meta = params._meta;
+    if (params.task !== undefined) forwardedParams.task = params.task;
+    const forwarded: JsonRpcRequest = { jsonrpc: "2.0", id: r.id, method: r.method, params: forwardedParams };
     const response = await this.forward(forwarded, route.handle);
     if (!response) {
       this.o.governor.recordOutcome(verdict, { status: "cancelled" });
@@ -302,6 +369,64 @@ export class GovernedSession implements UpstreamListener {
     if (typeof result?.task?.taskId === "string") this.ownTask(route.handle, result.task.taskId);
     this.learnResources(route.handle, response.result);
     return response;
+  }
+
+  /** Cancellation, progress and elicitation for a call that may be held for approval. */
+  private holdContext(r: JsonRpcRequest): HoldContext {
+    const controller = new AbortController();
+    this.held.set(r.id, controller);
+    const token = (r.params?._meta as Record<string, unknown> | undefined)?.progressToken;
+    let progress = 0;
+    const hold: HoldContext = { signal: controller.signal };
+    if (typeof token === "string" || typeof token === "number") {
+      hold.progress = (message) => {
+        if (this.closed || controller.signal.aborted) return;
+        progress += 1;
+        this.o.send(
+          { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: token, progress, message } },
+          r.id,
+        );
+      };
+    }
+    if (this.clientCapabilities.elicitation !== undefined) {
+      hold.elicit = (message, requestedSchema, signal) => this.elicit(message, requestedSchema, signal, r.id);
+    }
+    return hold;
+  }
+
+  /** Asks the client's user (elicitation/create); rejects when the client errs, the session ends or `signal` aborts. */
+  private elicit(
+    message: string,
+    requestedSchema: Record<string, unknown>,
+    signal: AbortSignal,
+    relatedTo: RequestId,
+  ): Promise<{ action: string; content?: Record<string, unknown> }> {
+    if (this.closed || signal.aborted) return Promise.reject(new Error("the call is no longer held"));
+    const id = `warden:elicit-${this.nextClientRequestId++}`;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.awaitingClient.delete(id);
+        reject(new Error("the call is no longer held"));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.awaitingClient.set(id, (response) => {
+        signal.removeEventListener("abort", onAbort);
+        const result = response.result as { action?: unknown; content?: unknown } | undefined;
+        if (response.error || typeof result?.action !== "string") {
+          reject(new Error(response.error?.message ?? "the client's answer to elicitation/create has no action"));
+          return;
+        }
+        const content =
+          typeof result.content === "object" && result.content !== null && !Array.isArray(result.content)
+            ? (result.content as Record<string, unknown>)
+            : undefined;
+        resolve(content ? { action: result.action, content } : { action: result.action });
+      });
+      this.o.send(
+        { jsonrpc: "2.0", id, method: "elicitation/create", params: { message, requestedSchema } },
+        relatedTo,
+      );
+    });
   }
 
   /** Which upstream and real tool name a client-visible name means. */
@@ -483,7 +608,9 @@ export class GovernedSession implements UpstreamListener {
       params = { ...params, _meta: { ...meta, progressToken: mappedToken } };
     }
     h.began(this);
-    const sent = conn.request(r.method, params, r.id);
+    const sent = conn.request(r.method, params, r.id, {
+      timeoutMs: this.o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    });
     const entry: InFlight = { handle: h, conn, upstreamId: sent.upstreamId, cancelled: false };
     this.inflight.set(r.id, entry);
     try {
@@ -503,6 +630,9 @@ export class GovernedSession implements UpstreamListener {
     }
     if (n.method === "notifications/cancelled") {
       const requestId = n.params?.requestId;
+      if (typeof requestId === "string" || typeof requestId === "number") {
+        this.held.get(requestId)?.abort(new Error("the client cancelled the call"));
+      }
       const f =
         typeof requestId === "string" || typeof requestId === "number" ? this.inflight.get(requestId) : undefined;
       if (!f) return;
@@ -601,4 +731,30 @@ function templatePattern(template: string): { test(uri: string): boolean } {
   const parts = template.split(/\{[^}]*\}/).map((p) => RE2JS.quote(p));
   const re = RE2JS.compile(`^${parts.join(".+")}$`);
   return { test: (uri) => re.matches(uri) };
+}
+
+/**
+ * Two keys of one object that are equal once case-folded and NFKC-normalised
+ * ("path" and "Path"), anywhere in the arguments: the policy checked one, a
+ * lenient server might use the other.
+ */
+export function caseCollision(value: unknown, depth = 0): string | undefined {
+  if (typeof value !== "object" || value === null || depth > 64) return undefined;
+  if (Array.isArray(value)) {
+    for (const v of value) {
+      const c = caseCollision(v, depth + 1);
+      if (c) return c;
+    }
+    return undefined;
+  }
+  const seen = new Map<string, string>();
+  for (const k of Object.keys(value)) {
+    const folded = k.normalize("NFKC").toLowerCase();
+    const other = seen.get(folded);
+    if (other !== undefined) return `${JSON.stringify(other)} and ${JSON.stringify(k)}`;
+    seen.set(folded, k);
+    const c = caseCollision((value as Record<string, unknown>)[k], depth + 1);
+    if (c) return c;
+  }
+  return undefined;
 }

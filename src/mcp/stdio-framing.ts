@@ -7,10 +7,15 @@ import { StringDecoder } from "node:string_decoder";
 
 export interface LineHandlers {
   line(text: string): void;
-  /** A line was longer than maxBytes; its content was discarded. */
-  oversized(bytes: number): void;
+  /**
+   * A line was longer than maxBytes; its content was discarded except for its
+   * first and last bytes (so a caller can tell which request it answered).
+   */
+  oversized(bytes: number, sample: { head: string; tail: string }): void;
   end(): void;
 }
+
+const SAMPLE_BYTES = 512;
 
 export function readLines(stream: Readable, maxBytes: number, handlers: LineHandlers): void {
   const decoder = new StringDecoder("utf8");
@@ -18,19 +23,24 @@ export function readLines(stream: Readable, maxBytes: number, handlers: LineHand
   let bufferedBytes = 0;
   let skipping = false;
   let skippedBytes = 0;
+  let head = "";
+  let tail = Buffer.alloc(0);
   stream.on("data", (chunk: Buffer) => {
     let start = 0;
     for (;;) {
       const nl = chunk.indexOf(10, start);
       const end = nl < 0 ? chunk.length : nl;
       const part = chunk.subarray(start, end);
-      if (skipping) skippedBytes += part.length;
-      else if (bufferedBytes + part.length > maxBytes) {
+      if (skipping) {
+        skippedBytes += part.length;
+        tail = Buffer.concat([tail, part]).subarray(-SAMPLE_BYTES);
+      } else if (bufferedBytes + part.length > maxBytes) {
         skipping = true;
         skippedBytes = bufferedBytes + part.length;
+        head = (buffered + decoder.end()).slice(0, SAMPLE_BYTES) || part.subarray(0, SAMPLE_BYTES).toString("utf8");
+        tail = Buffer.from(part.subarray(-SAMPLE_BYTES));
         buffered = "";
         bufferedBytes = 0;
-        decoder.end();
       } else {
         buffered += decoder.write(part);
         bufferedBytes += part.length;
@@ -38,7 +48,9 @@ export function readLines(stream: Readable, maxBytes: number, handlers: LineHand
       if (nl < 0) break;
       if (skipping) {
         skipping = false;
-        handlers.oversized(skippedBytes);
+        handlers.oversized(skippedBytes, { head, tail: tail.toString("utf8") });
+        head = "";
+        tail = Buffer.alloc(0);
       } else {
         const text = (buffered + decoder.end()).replace(/\r$/, "");
         buffered = "";

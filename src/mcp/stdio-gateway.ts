@@ -10,7 +10,7 @@ import type { AuditEvent } from "../audit/record.js";
 import { formatDiagnostic } from "../policy/diagnostics.js";
 import { type ApprovalChannel, Governor } from "./governor.js";
 import type { Identity } from "./identity.js";
-import { ErrorCode, errorResponse, idOf, type JsonRpcResponse, parseFrame } from "./jsonrpc.js";
+import { ErrorCode, errorResponse, idOf, type JsonRpcResponse, parseFrame, refusedSubject } from "./jsonrpc.js";
 import type { ReloadEvent, WatchablePolicySource } from "./policy-source.js";
 import { RateLimiter } from "./rate-limit.js";
 import { GovernedSession } from "./session.js";
@@ -55,9 +55,10 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
   };
   const lifecycle = (event: string, reason: string, detail: Record<string, unknown> = {}) =>
     governor.record({ ...base, type: "lifecycle", reason, detail: { event, ...detail } });
-  const refuse = (reason: string, detail: Record<string, unknown>) => {
+  const refuse = (reason: string, detail: Record<string, unknown>, tool?: string) => {
     const e: AuditEvent = {
       ...base,
+      tool: tool ?? null,
       type: "decision",
       decision: "deny",
       enforced: true,
@@ -92,7 +93,12 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
   const stop = async (code: number, event: string, reason: string, detail: Record<string, unknown> = {}) => {
     if (stopping) return;
     stopping = true;
+    // Stop reading the client: with the server gone there is nothing to serve, and an open
+    // stdin would keep this process alive.
+    o.input.destroy();
     o.policy.close();
+    // Held calls end first (a tool error each, recorded) while the log is open.
+    await o.approvals?.close?.();
     session.close();
     await lifecycle(event, reason, detail);
     await transport.close();
@@ -117,6 +123,7 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
   } catch (err) {
     o.log(`cannot start the upstream server "${o.server}" (${o.child.command}): ${(err as Error).message}`);
     await lifecycle("upstream-failed", `could not start ${o.child.command}: ${(err as Error).message}`);
+    await o.approvals?.close?.();
     await o.audit.close().catch(() => {});
     return 1;
   }
@@ -163,7 +170,12 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
     const parsed = parseFrame(text, o.maxMessageBytes);
     if (!parsed.ok) {
       writer.write(parsed.response);
-      refuse(`message refused: ${parsed.why}`, { error: parsed.response.error?.message });
+      const subject = refusedSubject(parsed.value);
+      refuse(
+        `message refused: ${parsed.why}`,
+        { error: parsed.response.error?.message, method: subject.method },
+        subject.tool,
+      );
       return;
     }
     const answers = await Promise.all(

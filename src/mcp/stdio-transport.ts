@@ -18,6 +18,12 @@ export interface ChildSpec {
 /** Messages from a peer that are not JSON-RPC are reported here, never acted on. */
 export type ProtocolErrorHandler = (what: string) => void;
 
+/** The id of a JSON-RPC response in a fragment of one, if it shows one unambiguously. */
+export function responseIdIn(fragment: string): number | undefined {
+  const ids = [...fragment.matchAll(/"id"\s*:\s*(\d{1,15})\s*[,}]/g)].map((m) => Number(m[1]));
+  return ids.length === 1 ? ids[0] : undefined;
+}
+
 /** The upstream server as a child process speaking MCP on its stdin/stdout. */
 export class ChildProcessTransport implements Transport {
   onmessage?: (message: JsonRpcMessage) => void;
@@ -54,8 +60,22 @@ export class ChildProcessTransport implements Transport {
         this.writer = new LineWriter(child.stdin as Writable);
         readLines(child.stdout as Readable, this.maxBytes, {
           line: (text) => this.line(text),
-          oversized: (bytes) =>
-            this.onProtocolError(`the server sent a ${bytes}-byte message, over the limit; dropped`),
+          oversized: (bytes, sample) => {
+            this.onProtocolError(`the server sent a ${bytes}-byte message, over the limit; dropped`);
+            // If the sample shows which request it answered, answer that request with an error
+            // instead of leaving it waiting for ever.
+            const id = responseIdIn(sample.head) ?? responseIdIn(sample.tail);
+            if (id !== undefined) {
+              this.onmessage?.({
+                jsonrpc: "2.0",
+                id,
+                error: {
+                  code: -32002,
+                  message: `the server's answer was ${bytes} bytes, over the ${this.maxBytes}-byte limit; dropped`,
+                },
+              });
+            }
+          },
           end: () => {},
         });
         resolve();

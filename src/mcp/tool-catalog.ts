@@ -78,8 +78,16 @@ export class ToolCatalog {
     return entry.validate(args);
   }
 
-  /** Fetches every page of tools/list (Warden's own request, not the client's). */
+  /**
+   * Fetches every page of tools/list (Warden's own request, not the client's).
+   * If the server says its list changed while it is being fetched (some do,
+   * right after initialize), it is fetched again, a few times at most.
+   */
   async refresh(): Promise<void> {
+    for (let attempt = 0; attempt < 3 && !this.complete; attempt++) await this.fetchOnce();
+  }
+
+  private fetchOnce(): Promise<void> {
     this.refreshing ??= (async () => {
       const generation = this.generation;
       const found: ToolDefinition[] = [];

@@ -121,7 +121,7 @@ export class UpstreamConnection {
                   `upstream ${this.name} did not answer ${method} within ${opts.timeoutMs} ms`,
                 ),
               );
-            }, opts.timeoutMs)
+            }, opts.timeoutMs).unref()
           : undefined;
       this.pending.set(upstreamId, {
         resolve: (r) => resolve({ ...r, id: replyId }),
@@ -146,12 +146,16 @@ export class UpstreamConnection {
     this.transport.send(message);
   }
 
-  /** Stops waiting for a request the client cancelled; its late answer is dropped. */
+  /**
+   * Stops waiting for a request the client cancelled: whoever awaits it gets an
+   * error response now (to be dropped, not sent), and the late answer is ignored.
+   */
   forget(upstreamId: number): void {
     const p = this.pending.get(upstreamId);
     if (!p) return;
     if (p.timer) clearTimeout(p.timer);
     this.pending.delete(upstreamId);
+    p.resolve(errorResponse(null, ErrorCode.InvalidRequest, "cancelled by the client"));
   }
 
   /** Initializes the server on Warden's own behalf (shared upstreams). */

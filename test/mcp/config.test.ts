@@ -34,7 +34,7 @@ const minimal = `policy: ./p
 auth:
   anonymous: {agent: {name: dev}}
 upstreams:
-  fs: {command: node, args: [server.js]}
+  fs: {command: node, args: [server.js], env: {STATE: "\${WARDEN_CONFIG_DIR}/state"}}
 `;
 
 describe("warden serve config", () => {
@@ -43,6 +43,7 @@ describe("warden serve config", () => {
     assert.deepEqual(c.listen, { host: "127.0.0.1", port: 8080 });
     assert.deepEqual(c.policy, [join(dir, "p")]);
     assert.equal(c.upstreams.fs?.cwd, dir, "stdio servers run in the config's directory");
+    assert.equal(c.upstreams.fs?.env?.STATE, `${dir}/state`, "WARDEN_CONFIG_DIR is the config's directory");
     assert.equal(c.defaultDecision, "deny");
     assert.equal(c.audit.arguments, "digest");
     assert.equal(c.limits.maxMessageBytes, 4 * 1024 * 1024);

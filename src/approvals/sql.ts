@@ -1,0 +1,116 @@
+// The tables both stores share, and row → object mapping. Times are
+// milliseconds since the epoch (BIGINT in PostgreSQL, INTEGER in SQLite).
+import type { ApprovalRequest, ApprovalState, Grant, RequestDetails } from "./types.js";
+
+export const SCHEMA_VERSION = 1;
+
+/** Statements creating the tables; `bigint` is BIGINT in PostgreSQL and INTEGER in SQLite. */
+export function schemaStatements(bigint: string): string[] {
+  return [
+    `CREATE TABLE IF NOT EXISTS approval_requests (
+      id TEXT PRIMARY KEY,
+      state TEXT NOT NULL CHECK (state IN ('pending','approved','denied','expired','withdrawn')),
+      created_at ${bigint} NOT NULL,
+      expires_at ${bigint} NOT NULL,
+      holder TEXT NOT NULL,
+      node TEXT NOT NULL,
+      server TEXT NOT NULL,
+      tool TEXT NOT NULL,
+      agent TEXT NOT NULL,
+      user_id TEXT,
+      details TEXT NOT NULL,
+      decided_at ${bigint},
+      decided_by TEXT,
+      decided_via TEXT,
+      decision_reason TEXT,
+      grant_id TEXT,
+      outcome TEXT
+    )`,
+    "CREATE INDEX IF NOT EXISTS approval_requests_state ON approval_requests (state, expires_at)",
+    "CREATE INDEX IF NOT EXISTS approval_requests_created ON approval_requests (created_at)",
+    `CREATE TABLE IF NOT EXISTS approval_grants (
+      id TEXT PRIMARY KEY,
+      created_at ${bigint} NOT NULL,
+      expires_at ${bigint} NOT NULL,
+      server TEXT NOT NULL,
+      tool TEXT NOT NULL,
+      agent TEXT NOT NULL,
+      user_id TEXT,
+      created_by TEXT NOT NULL,
+      created_by_groups TEXT NOT NULL,
+      created_via TEXT NOT NULL,
+      request_id TEXT,
+      reason TEXT,
+      revoked_at ${bigint},
+      revoked_by TEXT,
+      revoke_reason TEXT,
+      uses ${bigint} NOT NULL DEFAULT 0
+    )`,
+    "CREATE INDEX IF NOT EXISTS approval_grants_lookup ON approval_grants (server, tool, agent)",
+    `CREATE TABLE IF NOT EXISTS approval_instances (
+      id TEXT PRIMARY KEY,
+      node TEXT NOT NULL,
+      started_at ${bigint} NOT NULL,
+      heartbeat_at ${bigint} NOT NULL
+    )`,
+    "CREATE TABLE IF NOT EXISTS approval_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+  ];
+}
+
+export const REQUEST_COLUMNS =
+  "id, state, created_at, expires_at, holder, node, details, decided_at, decided_by, decided_via, decision_reason, grant_id, outcome";
+
+export const GRANT_COLUMNS =
+  "id, created_at, expires_at, server, tool, agent, user_id, created_by, created_by_groups, created_via, request_id, reason, revoked_at, revoked_by, revoke_reason, uses";
+
+type Row = Record<string, unknown>;
+
+const num = (v: unknown): number => (typeof v === "string" ? Number(v) : (v as number));
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+
+export function requestFromRow(r: Row): ApprovalRequest {
+  return {
+    id: String(r.id),
+    state: String(r.state) as ApprovalState,
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    holder: String(r.holder),
+    node: String(r.node),
+    details: JSON.parse(String(r.details)) as RequestDetails,
+    decidedAt: numOrNull(r.decided_at),
+    decidedBy: strOrNull(r.decided_by),
+    decidedVia: strOrNull(r.decided_via),
+    decisionReason: strOrNull(r.decision_reason),
+    grantId: strOrNull(r.grant_id),
+    outcome: strOrNull(r.outcome),
+  };
+}
+
+export function grantFromRow(r: Row): Grant {
+  return {
+    id: String(r.id),
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    server: String(r.server),
+    tool: String(r.tool),
+    agent: String(r.agent),
+    userId: strOrNull(r.user_id),
+    createdBy: String(r.created_by),
+    createdByGroups: JSON.parse(String(r.created_by_groups)) as string[],
+    createdVia: String(r.created_via),
+    requestId: strOrNull(r.request_id),
+    reason: strOrNull(r.reason),
+    revokedAt: numOrNull(r.revoked_at),
+    revokedBy: strOrNull(r.revoked_by),
+    revokeReason: strOrNull(r.revoke_reason),
+    uses: num(r.uses),
+  };
+}
+
+export const ORPHAN_REASONS = {
+  restarted: "the gateway holding the call restarted; the call will never run",
+  gone: "the gateway holding the call stopped responding; the call will never run",
+  late: "the request expired and its gateway did not close it; the call will never run",
+  expiredBeforeDecision: "the request had already expired; the call will never run",
+} as const;

@@ -1,0 +1,562 @@
+// End to end through `warden run` as a real process: the official SDK client
+// on one side (StdioClientTransport spawning `node dist/src/cli/main.js run`),
+// real MCP servers from npm on the other. Every test reads the audit log back
+// through `warden audit` afterwards: it verifies, and the decision records name
+// the policy version that decided (the version the PolicySet reports).
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
+import {
+  checkCancellation,
+  checkFirstCall,
+  type EverythingSession,
+  everythingChecks,
+  everythingClient,
+} from "../helpers/everything.js";
+import {
+  type AuditRecord,
+  auditRecords,
+  CLI,
+  checkAuditLog,
+  decisionsFor,
+  policyEval,
+  policyVersions,
+  removeDir,
+  SERVERS,
+  tempDir,
+  textOf,
+  toolNames,
+  verifyAudit,
+  waitFor,
+} from "../helpers/gateway.js";
+
+const AGENT = "e2e-agent";
+
+interface Wrapped {
+  transport: StdioClientTransport;
+  /** Warden's stderr so far (with the child's, which passes through). */
+  stderr(): string;
+}
+
+/** A StdioClientTransport that starts `warden run ... -- COMMAND...`. */
+function wardenRun(o: {
+  policy: string;
+  server: string;
+  dataDir: string;
+  command: string[];
+  env?: Record<string, string>;
+}): Wrapped {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [
+      CLI,
+      "run",
+      "--policy",
+      o.policy,
+      "--agent",
+      AGENT,
+      "--server",
+      o.server,
+      "--user",
+      "alice",
+      "--groups",
+      "dev,e2e",
+      "--data-dir",
+      o.dataDir,
+      "--",
+      ...o.command,
+    ],
+    env: { ...(process.env as Record<string, string>), ...o.env },
+    stderr: "pipe",
+  });
+  let err = "";
+  transport.stderr?.on("data", (d: Buffer) => {
+    err += d.toString("utf8");
+  });
+  return { transport, stderr: () => err };
+}
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) removeDir(d);
+});
+function dir(prefix: string): string {
+  const d = tempDir(prefix);
+  dirs.push(d);
+  return d;
+}
+
+describe("warden run: server-filesystem on a temp folder", () => {
+  const root = dir("stdio-fs");
+  const workspace = join(root, "workspace");
+  const dataDir = join(root, "data");
+  const policy = join(root, "files.yaml");
+  let client: Client;
+  let versions: Map<string, string>;
+  let records: () => Promise<AuditRecord[]>;
+
+  before(async () => {
+    mkdirSync(join(workspace, "docs"), { recursive: true });
+    writeFileSync(join(workspace, "notes.txt"), "original line 1\nline 2\nline 3\n");
+    writeFileSync(join(workspace, "docs", "readme.md"), "# docs\n");
+    writeFileSync(
+      policy,
+      `kind: ToolPolicy
+metadata:
+  name: e2e-files
+spec:
+  agent: ${AGENT}
+  mcpServer: files
+  defaultAction: deny
+  rules:
+    - name: bounded-head
+      tools: [read_text_file]
+      action: allow
+      arguments:
+        type: object
+        properties:
+          head: { type: integer, maximum: 5 }
+    - name: read
+      tools: ["read_*", list_directory, get_file_info, directory_tree, search_files]
+      action: allow
+    - name: counted
+      tools: [list_allowed_directories]
+      action: allow
+      rateLimit: { requests: 3, per: 1m }
+    - name: no-writes
+      tools: [write_file, edit_file, move_file]
+      action: deny
+      message: the e2e agent may not change files
+`,
+    );
+    versions = await policyVersions([policy]);
+    records = () => auditRecords(dataDir);
+    const w = wardenRun({
+      policy,
+      server: "files",
+      dataDir,
+      command: [process.execPath, SERVERS.filesystem, workspace],
+    });
+    client = new Client({ name: "e2e-fs", version: "1.0.0" });
+    await client.connect(w.transport);
+  });
+  after(async () => {
+    await client?.close();
+    await verifyAudit(dataDir, { process: true });
+  });
+
+  it("lists only the tools policy could allow", async () => {
+    const names = await toolNames(client);
+    for (const t of ["read_text_file", "read_file", "list_directory", "list_allowed_directories"]) {
+      assert.ok(names.includes(t), `${t} listed: ${names.join(", ")}`);
+    }
+    for (const t of ["write_file", "edit_file", "move_file", "create_directory"]) {
+      assert.ok(!names.includes(t), `${t} must be hidden: ${names.join(", ")}`);
+    }
+    await checkAuditLog(dataDir, versions);
+  });
+
+  it("reads are allowed and forwarded", async () => {
+    const r = await client.callTool({ name: "read_text_file", arguments: { path: join(workspace, "notes.txt") } });
+    assert.notEqual(r.isError, true, textOf(r));
+    assert.match(textOf(r), /original line 1/);
+    const ls = await client.callTool({ name: "list_directory", arguments: { path: workspace } });
+    assert.match(textOf(ls), /\[DIR\] docs/);
+    const logged = decisionsFor(await checkAuditLog(dataDir, versions), "files", "read_text_file");
+    assert.equal(logged.at(-1)?.decision, "allow");
+    assert.equal(logged.at(-1)?.policy?.name, "e2e-files");
+    assert.equal(logged.at(-1)?.rule?.name, "bounded-head");
+    assert.equal(logged.at(-1)?.user?.id, "alice");
+    const outcome = await waitFor("the read's outcome record", async () =>
+      (await records()).find((x) => x.type === "outcome" && x.tool === "read_text_file"),
+    );
+    assert.equal(outcome.detail?.status, "success");
+  });
+
+  it("write_file is hidden and denied when called anyway; the file on disk is untouched", async () => {
+    const target = join(workspace, "notes.txt");
+    const created = join(workspace, "new.txt");
+    const r = await client.callTool({ name: "write_file", arguments: { path: target, content: "pwned" } });
+    assert.equal(r.isError, true);
+    assert.equal(textOf(r), 'Tool "write_file" is not available.');
+    const r2 = await client.callTool({ name: "write_file", arguments: { path: created, content: "pwned" } });
+    assert.equal(r2.isError, true);
+    assert.equal(readFileSync(target, "utf8"), "original line 1\nline 2\nline 3\n");
+    assert.equal(existsSync(created), false);
+    const denied = decisionsFor(await checkAuditLog(dataDir, versions), "files", "write_file");
+    assert.equal(denied.length, 2);
+    for (const d of denied) {
+      assert.equal(d.decision, "deny");
+      assert.equal(d.rule?.name, "no-writes");
+      assert.match(String(d.reason), /the e2e agent may not change files/, "the rule's message is in the log");
+      assert.equal(d.policy?.version, versions.get("e2e-files"));
+    }
+    assert.equal((await records()).filter((x) => x.type === "outcome" && x.tool === "write_file").length, 0);
+    // The version `warden policy eval` reports for the same call is the one in the log.
+    const evaluated = await policyEval([policy], {
+      agent: { name: AGENT },
+      user: { id: "alice", groups: ["dev", "e2e"] },
+      request: { server: "files", tool: "write_file", arguments: { path: target, content: "pwned" } },
+    });
+    assert.equal(evaluated.policy, "e2e-files");
+    assert.equal(evaluated.version, denied[0]?.policy?.version);
+  });
+
+  it("a hidden tool and a nonexistent tool get the identical answer", async () => {
+    const hidden = await client.callTool({ name: "edit_file", arguments: { path: "x", edits: [] } });
+    const missing = await client.callTool({ name: "edit_filez", arguments: { path: "x", edits: [] } });
+    // Matches an allow rule's glob (read_*) but the server has no such tool.
+    const globbed = await client.callTool({ name: "read_secrets", arguments: {} });
+    const norm = (r: unknown, name: string) => JSON.stringify(r).replaceAll(name, "<tool>");
+    assert.equal(norm(hidden, "edit_file"), norm(missing, "edit_filez"));
+    assert.equal(norm(hidden, "edit_file"), norm(globbed, "read_secrets"));
+    assert.equal(textOf(missing), 'Tool "edit_filez" is not available.');
+    const log = await checkAuditLog(dataDir, versions);
+    for (const tool of ["edit_file", "edit_filez", "read_secrets"]) {
+      const [d] = decisionsFor(log, "files", tool);
+      assert.equal(d?.decision, "deny", `${tool} recorded as denied`);
+    }
+  });
+
+  it("the rule's arguments schema is enforced", async () => {
+    const path = join(workspace, "notes.txt");
+    const ok = await client.callTool({ name: "read_text_file", arguments: { path, head: 1 } });
+    assert.equal(textOf(ok), "original line 1");
+    const r = await client.callTool({ name: "read_text_file", arguments: { path, head: 50 } });
+    assert.equal(r.isError, true);
+    assert.match(textOf(r), /^Denied: /);
+    assert.match(textOf(r), /head/);
+    const [d] = decisionsFor(await checkAuditLog(dataDir, versions), "files", "read_text_file").filter(
+      (x) => x.decision === "deny",
+    );
+    assert.equal(d?.rule?.name, "bounded-head");
+    assert.equal(d?.policy?.version, versions.get("e2e-files"));
+  });
+
+  it("the tool's own inputSchema is enforced before forwarding", async () => {
+    const r = await client.callTool({ name: "get_file_info", arguments: { path: 42 } });
+    assert.equal(r.isError, true);
+    assert.match(textOf(r), /inputSchema/);
+    const r2 = await client.callTool({ name: "get_file_info", arguments: {} });
+    assert.equal(r2.isError, true);
+    assert.match(textOf(r2), /path/);
+    const denied = decisionsFor(await checkAuditLog(dataDir, versions), "files", "get_file_info");
+    assert.equal(denied.length, 2);
+    for (const d of denied) {
+      assert.equal(d.decision, "deny");
+      assert.equal(d.detail?.stage, "input-schema");
+    }
+    assert.equal((await records()).filter((x) => x.type === "outcome" && x.tool === "get_file_info").length, 0);
+  });
+
+  it("a rate limit of 3 per minute denies the 4th call with the reason", async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = await client.callTool({ name: "list_allowed_directories", arguments: {} });
+      assert.notEqual(r.isError, true, textOf(r));
+      assert.match(textOf(r), new RegExp(workspace));
+    }
+    const fourth = await client.callTool({ name: "list_allowed_directories", arguments: {} });
+    assert.equal(fourth.isError, true);
+    assert.match(textOf(fourth), /rate limit exceeded: 3 calls per 1m per agent/);
+    const logged = decisionsFor(await checkAuditLog(dataDir, versions), "files", "list_allowed_directories");
+    assert.deepEqual(
+      logged.map((d) => d.decision),
+      ["allow", "allow", "allow", "deny"],
+    );
+    assert.equal(logged[3]?.detail?.stage, "rate-limit");
+    assert.equal(logged[3]?.rule?.name, "counted");
+  });
+});
+
+describe("warden run: server-everything passthrough", () => {
+  const root = dir("stdio-everything");
+  const dataDir = join(root, "data");
+  const policy = join(root, "everything.yaml");
+  let s: EverythingSession;
+  let versions: Map<string, string>;
+
+  before(async () => {
+    writeFileSync(
+      policy,
+      `kind: ToolPolicy
+metadata:
+  name: e2e-everything
+spec:
+  agent: ${AGENT}
+  mcpServer: everything
+  rules:
+    - name: all
+      tools: ["*"]
+      action: allow
+`,
+    );
+    versions = await policyVersions([policy]);
+    s = everythingClient({ roots: true, server: "everything", records: () => auditRecords(dataDir) });
+    const w = wardenRun({
+      policy,
+      server: "everything",
+      dataDir,
+      command: [process.execPath, SERVERS.everything, "stdio"],
+    });
+    await s.client.connect(w.transport);
+  });
+  after(async () => {
+    await s?.client.close();
+    await verifyAudit(dataDir, { process: true });
+  });
+
+  it("the first tools/call right after initialize is forwarded", async () => {
+    await checkFirstCall(s);
+    await checkAuditLog(dataDir, versions);
+  });
+
+  for (const [name, check] of everythingChecks) {
+    it(name, async () => {
+      await check(s);
+      await checkAuditLog(dataDir, versions);
+    });
+  }
+
+  it("cancellation of a long call", async () => {
+    await checkCancellation(s);
+    await checkAuditLog(dataDir, versions);
+  });
+});
+
+describe("warden run: server-memory", () => {
+  const root = dir("stdio-memory");
+  const dataDir = join(root, "data");
+  const policy = join(root, "memory.yaml");
+  let client: Client;
+  let versions: Map<string, string>;
+
+  before(async () => {
+    writeFileSync(
+      policy,
+      `kind: ToolPolicy
+metadata:
+  name: e2e-memory
+spec:
+  agent: ${AGENT}
+  mcpServer: memory
+  rules:
+    - tools: [create_entities, add_observations, read_graph, search_nodes, open_nodes]
+      action: allow
+`,
+    );
+    versions = await policyVersions([policy]);
+    const w = wardenRun({
+      policy,
+      server: "memory",
+      dataDir,
+      command: [process.execPath, SERVERS.memory],
+      env: { MEMORY_FILE_PATH: join(root, "memory.jsonl") },
+    });
+    client = new Client({ name: "e2e-memory", version: "1.0.0" });
+    await client.connect(w.transport);
+  });
+  after(async () => {
+    await client?.close();
+    await verifyAudit(dataDir, { process: true });
+  });
+
+  it("a write and a read round-trip", async () => {
+    const names = await toolNames(client);
+    assert.ok(!names.includes("delete_entities"), names.join(", "));
+    const w = await client.callTool({
+      name: "create_entities",
+      arguments: { entities: [{ name: "warden-e2e", entityType: "test", observations: ["written through warden"] }] },
+    });
+    assert.notEqual(w.isError, true, textOf(w));
+    const r = await client.callTool({ name: "open_nodes", arguments: { names: ["warden-e2e"] } });
+    assert.match(textOf(r), /written through warden/);
+    const del = await client.callTool({ name: "delete_entities", arguments: { entityNames: ["warden-e2e"] } });
+    assert.equal(del.isError, true);
+    const again = await client.callTool({ name: "read_graph", arguments: {} });
+    assert.match(textOf(again), /warden-e2e/);
+    const log = await checkAuditLog(dataDir, versions);
+    assert.equal(decisionsFor(log, "memory", "create_entities")[0]?.decision, "allow");
+    assert.equal(decisionsFor(log, "memory", "delete_entities")[0]?.decision, "deny");
+  });
+});
+
+describe("warden run: the upstream server crashes mid-call", () => {
+  const root = dir("stdio-crash");
+  const dataDir = join(root, "data");
+  const policy = join(root, "everything.yaml");
+  let w: Wrapped;
+  let client: Client;
+  let versions: Map<string, string>;
+  let closed = false;
+
+  before(async () => {
+    writeFileSync(
+      policy,
+      `kind: ToolPolicy
+metadata:
+  name: e2e-crash
+spec:
+  agent: ${AGENT}
+  mcpServer: everything
+  rules:
+    - tools: ["*"]
+      action: allow
+`,
+    );
+    versions = await policyVersions([policy]);
+    w = wardenRun({ policy, server: "everything", dataDir, command: [process.execPath, SERVERS.everything, "stdio"] });
+    client = new Client({ name: "e2e-crash", version: "1.0.0" });
+    client.onclose = () => {
+      closed = true;
+    };
+    await client.connect(w.transport);
+  });
+  after(async () => {
+    await client?.close();
+    await verifyAudit(dataDir, { process: true });
+  });
+
+  it("the caller gets an error; Warden says why on stderr and records it", async () => {
+    const start = await waitFor("the start lifecycle record", async () =>
+      (await auditRecords(dataDir)).find((r) => r.type === "lifecycle" && r.detail?.event === "start"),
+    );
+    const childPid = start.detail?.pid as number;
+    assert.ok(Number.isInteger(childPid) && childPid !== w.transport.pid, `child pid ${childPid}`);
+    assert.ok((await toolNames(client)).includes("trigger-long-running-operation"));
+    let progressed = false;
+    const call = client.callTool(
+      { name: "trigger-long-running-operation", arguments: { duration: 20, steps: 100 } },
+      undefined,
+      {
+        onprogress: () => {
+          progressed = true;
+        },
+      },
+    );
+    await waitFor("progress from the running call", () => (progressed ? true : undefined));
+    process.kill(childPid, "SIGKILL");
+    await assert.rejects(call, /upstream everything is unavailable: the server process was killed by SIGKILL/);
+    await waitFor("the message on stderr", () =>
+      /the upstream server "everything" stopped \(the server process was killed by SIGKILL\); Warden is stopping too/.test(
+        w.stderr(),
+      )
+        ? true
+        : undefined,
+    );
+    const log = await waitFor("the upstream-exited record", async () => {
+      const all = await auditRecords(dataDir);
+      return all.some((r) => r.type === "lifecycle" && r.detail?.event === "upstream-exited") ? all : undefined;
+    });
+    const exited = log.find((r) => r.type === "lifecycle" && r.detail?.event === "upstream-exited");
+    assert.match(String(exited?.reason), /killed by SIGKILL/);
+    const outcome = log.find((r) => r.type === "outcome" && r.tool === "trigger-long-running-operation");
+    assert.equal(outcome?.detail?.status, "upstream-error");
+    await checkAuditLog(dataDir, versions);
+  });
+
+  it("Warden exits by itself, while the client still holds its stdin open", async () => {
+    const pid = w.transport.pid as number;
+    await waitFor("warden to exit", () => (closed && !alive(pid) ? true : undefined), 3000);
+  });
+});
+
+describe("warden run: policy hot reload", () => {
+  const root = dir("stdio-reload");
+  const workspace = join(root, "workspace");
+  const dataDir = join(root, "data");
+  const policy = join(root, "files.yaml");
+  const text = (extra: string) => `kind: ToolPolicy
+metadata:
+  name: e2e-reload
+spec:
+  agent: ${AGENT}
+  mcpServer: files
+  rules:
+    - tools: [list_directory${extra}]
+      action: allow
+`;
+  let w: Wrapped;
+  let client: Client;
+  let changes = 0;
+  let v1: Map<string, string>;
+
+  before(async () => {
+    mkdirSync(workspace, { recursive: true });
+    writeFileSync(policy, text(""));
+    v1 = await policyVersions([policy]);
+    w = wardenRun({ policy, server: "files", dataDir, command: [process.execPath, SERVERS.filesystem, workspace] });
+    client = new Client({ name: "e2e-reload", version: "1.0.0" });
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+      changes++;
+    });
+    await client.connect(w.transport);
+  });
+  after(async () => {
+    await client?.close();
+    await verifyAudit(dataDir, { process: true });
+  });
+
+  it("an edit allows a denied tool (tools/list_changed reaches the client); a broken edit keeps the last good policy", async () => {
+    const newDir = join(workspace, "made-by-agent");
+    assert.ok(!(await toolNames(client)).includes("create_directory"));
+    const denied = await client.callTool({ name: "create_directory", arguments: { path: newDir } });
+    assert.equal(denied.isError, true);
+    assert.equal(existsSync(newDir), false);
+
+    writeFileSync(policy, text(", create_directory"));
+    const v2 = await policyVersions([policy]);
+    await waitFor("tools/list_changed after the edit", () => (changes > 0 ? true : undefined));
+    assert.ok((await toolNames(client)).includes("create_directory"));
+    const allowed = await client.callTool({ name: "create_directory", arguments: { path: newDir } });
+    assert.notEqual(allowed.isError, true, textOf(allowed));
+    assert.equal(existsSync(newDir), true);
+
+    writeFileSync(policy, `${text(", create_directory")}    nonsense: [\n`);
+    await waitFor("the refused reload on stderr", () => (/policy change refused/.test(w.stderr()) ? true : undefined));
+    const again = await client.callTool({ name: "create_directory", arguments: { path: join(newDir, "b") } });
+    assert.notEqual(again.isError, true, "the last good policy stays in force");
+
+    const log = await auditRecords(dataDir);
+    const decisions = decisionsFor(log, "files", "create_directory");
+    assert.deepEqual(
+      decisions.map((d) => [d.decision, d.policy?.version]),
+      [
+        ["deny", v1.get("e2e-reload")],
+        ["allow", v2.get("e2e-reload")],
+        ["allow", v2.get("e2e-reload")],
+      ],
+    );
+    const events = log.filter((r) => r.type === "lifecycle").map((r) => r.detail?.event);
+    assert.ok(events.includes("policy-loaded") && events.includes("policy-refused"), events.join(", "));
+    await verifyAudit(dataDir);
+  });
+
+  it("edits saved by rename (an editor's or config tool's atomic save) keep being picked up", async () => {
+    const save = (t: string) => {
+      writeFileSync(`${policy}.tmp`, t);
+      renameSync(`${policy}.tmp`, policy);
+    };
+    const seen = changes;
+    save(text(", create_directory, get_file_info"));
+    await waitFor("the first atomic save", () => (changes > seen ? true : undefined), 3000);
+    assert.ok((await toolNames(client)).includes("get_file_info"));
+    save(text(", create_directory, get_file_info, directory_tree"));
+    await waitFor("the second atomic save", () => (changes > seen + 1 ? true : undefined), 2000);
+    assert.ok((await toolNames(client)).includes("directory_tree"));
+    const versions = await policyVersions([policy]);
+    await checkAuditLog(dataDir, versions, (r) => r.tool === "directory_tree");
+  });
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
