@@ -275,7 +275,7 @@ export class BundlePolicySource implements WatchablePolicySource {
 
   /** Looks for a new bundle now; resolves with the event it reported, if any. */
   async poll(): Promise<ReloadEvent | null> {
-    if (this.closed) return null;
+    if (this.closed || this.ref.digest !== undefined) return null; // a digest reference cannot change
     const log = this.o.log ?? (() => {});
     const reference = this.inForce.info.reference;
     let digest: string | null;

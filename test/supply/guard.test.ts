@@ -219,6 +219,7 @@ describe("a Guard on a signed bundle", { skip }, () => {
     const source = await open(`oci://${reg.host}/g/pinned@${p.digest}`, dataDir(), { pollIntervalMs: 1000 });
     assert.equal(source.bundle(), `oci://${reg.host}/g/pinned@${p.digest}`);
     source.watch(() => {});
+    assert.equal(await source.poll(), null);
     source.close();
   });
 });
