@@ -9,6 +9,7 @@ import { explain, renderExplanation } from "../policy/explain.js";
 import { loadPolicyPaths } from "../policy/loader.js";
 import { runPolicyTests, type TestReport } from "../policy/testing.js";
 import { type CliIO, EXIT, readInput, UsageError } from "./io.js";
+import { policyDiff } from "./policy-diff.js";
 
 export const POLICY_HELP = `Usage: warden policy <command> [options]
 
@@ -17,6 +18,8 @@ Commands:
   eval --policy PATH --input FILE|-     decide one call (JSON) or many (JSON Lines)
   explain --policy PATH --input FILE|-  show how the decision was reached
   test PATH... [--format text|json]     run the PolicyTest suites found in PATH
+  diff OLD NEW [--inputs FILE]          what changed between two policy sets (files,
+                                        directories, bundles, oci:// references)
 
 Options for eval and explain:
   --policy PATH               a policy file or directory (repeatable)
@@ -39,6 +42,8 @@ export async function policyCommand(args: string[], io: CliIO): Promise<number> 
       return evaluate(rest, io, "explain");
     case "test":
       return test(rest, io);
+    case "diff":
+      return policyDiff(rest, io);
     case undefined:
     case "help":
     case "--help":

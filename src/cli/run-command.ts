@@ -11,16 +11,23 @@ import { AuditStoreError, openAuditLog } from "../audit/log.js";
 import { KeyError } from "../keys/keys.js";
 import type { Identity } from "../mcp/identity.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../mcp/jsonrpc.js";
-import { FilePolicySource } from "../mcp/policy-source.js";
+import type { WatchablePolicySource } from "../mcp/policy-source.js";
 import { runStdioGateway } from "../mcp/stdio-gateway.js";
 import { formatDiagnostic, PolicyLoadError } from "../policy/diagnostics.js";
+import { parseDuration } from "../policy/duration.js";
+import { openPolicySource } from "../supply/bundle-source.js";
+import { DockerConfigCredentials } from "../supply/credentials.js";
+import { SupplyError } from "../supply/errors.js";
+import { isOciReference } from "../supply/reference.js";
+import { trustKeysFromEnv } from "../supply/trust.js";
 import { type CliIO, EXIT, UsageError } from "./io.js";
 
-export const RUN_HELP = `Usage: warden run --policy PATH --agent NAME --server NAME [options] -- COMMAND [ARGS...]
+export const RUN_HELP = `Usage: warden run --policy PATH|oci://REF --agent NAME --server NAME [options] -- COMMAND [ARGS...]
 
 Starts COMMAND as a stdio MCP server and speaks MCP on this process's stdin/stdout,
-governing every call with the policies in PATH and recording every decision in the
-audit log before the call is forwarded.
+governing every call with the policies in PATH (or in the signed bundle at
+oci://HOST/REPO:TAG or @sha256:…) and recording every decision in the audit log
+before the call is forwarded.
 
 Options (each also from an environment variable):
   --policy PATH          policy file or directory, repeatable          WARDEN_POLICY (paths separated by ${process.platform === "win32" ? ";" : ":"})
@@ -35,7 +42,17 @@ Options (each also from an environment variable):
   --default-decision deny|allow   when no policy applies (default deny)
   --audit-arguments digest|full   store tool arguments in the log, or only their digest (default digest)
   --max-message-bytes N  largest message accepted (default 4194304)
-  --no-watch             do not reload policy files when they change
+  --no-watch             do not reload policy files when they change (nor poll for bundles)
+
+Signed policy bundles (--policy oci://HOST/REPO:TAG or oci://HOST/REPO@sha256:HEX):
+  --trust-key PUB        public key the bundle's signature must verify with,
+                         repeatable (required)                        WARDEN_TRUST_KEYS (paths separated by ${process.platform === "win32" ? ";" : ":"})
+  --poll-interval DUR    how often to look for a new bundle (default 1m)
+  --allow-rollback       accept a bundle older than the one in force
+  --insecure-registry    allow plain HTTP to a registry that is not on loopback
+  --authfile FILE        registry credentials (Docker config.json format)
+  The verified bundle is cached in the data directory: without the registry,
+  Warden starts from the cache; with neither, it does not start.
 
 Approvals (calls a policy sends for approval wait here for a human; see docs/approvals.md):
   --approvals-store URL  postgres://... or a SQLite file               WARDEN_APPROVALS_STORE
@@ -74,6 +91,11 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
         "audit-arguments": { type: "string" },
         "max-message-bytes": { type: "string" },
         "no-watch": { type: "boolean" },
+        "trust-key": { type: "string", multiple: true },
+        "poll-interval": { type: "string" },
+        "allow-rollback": { type: "boolean" },
+        "insecure-registry": { type: "boolean" },
+        authfile: { type: "string" },
         "approvals-store": { type: "string" },
         "approvals-public-url": { type: "string" },
         "approvals-webhook": { type: "string" },
@@ -92,7 +114,10 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
   }
   const env = process.env;
   const sep = process.platform === "win32" ? ";" : ":";
-  const policy = (values.policy as string[] | undefined) ?? env.WARDEN_POLICY?.split(sep).filter(Boolean) ?? [];
+  // An oci:// reference has colons of its own: WARDEN_POLICY holding one is not split.
+  const envPolicy =
+    env.WARDEN_POLICY && isOciReference(env.WARDEN_POLICY) ? [env.WARDEN_POLICY] : env.WARDEN_POLICY?.split(sep);
+  const policy = (values.policy as string[] | undefined) ?? envPolicy?.filter(Boolean) ?? [];
   const agent = (values.agent as string | undefined) ?? env.WARDEN_AGENT;
   const server = (values.server as string | undefined) ?? env.WARDEN_SERVER;
   if (policy.length === 0) throw new UsageError("warden run needs --policy PATH (or WARDEN_POLICY)");
@@ -129,12 +154,46 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
         .filter(Boolean);
   }
 
+  const oci = policy.some(isOciReference);
+  const trustFlags = (values["trust-key"] as string[] | undefined) ?? [];
+  if (!oci && trustFlags.length > 0)
+    throw new UsageError("--trust-key applies to an oci:// policy; policy files are not signed");
+  const trustKeys = trustFlags.length > 0 ? trustFlags : trustKeysFromEnv(env);
+  if (oci && trustKeys.length === 0)
+    throw new UsageError(
+      "an oci:// policy needs --trust-key PUB (or WARDEN_TRUST_KEYS): the public keys its signature must verify with",
+    );
+  const pollText = (values["poll-interval"] as string | undefined) ?? "1m";
+  const pollIntervalMs = parseDuration(pollText);
+  if (pollIntervalMs === undefined || pollIntervalMs < 1000)
+    throw new UsageError(`--poll-interval must be a duration of at least 1s, such as 30s or 5m, not "${pollText}"`);
+
   // Nothing is written to stdout but MCP: every note goes to stderr.
   const log = (m: string) => io.stderr(`warden: ${m}\n`);
-  let source: FilePolicySource;
+  let source: WatchablePolicySource;
   try {
-    source = await FilePolicySource.open(policy, { defaultDecision });
+    source = await openPolicySource({
+      paths: policy,
+      engine: { defaultDecision },
+      trustKeys,
+      dataDir: (values["data-dir"] as string | undefined) ?? env.WARDEN_DATA_DIR,
+      registry: {
+        insecure: values["insecure-registry"] === true,
+        ...(typeof values.authfile === "string" ? { credentials: new DockerConfigCredentials(values.authfile) } : {}),
+      },
+      pollIntervalMs: values["no-watch"] ? 0 : pollIntervalMs,
+      allowRollback: values["allow-rollback"] === true,
+      log,
+    });
   } catch (err) {
+    if (err instanceof SupplyError) {
+      log(`${err.message}\nthe policy bundle cannot be used; refusing to start`);
+      return EXIT.unusable;
+    }
+    if (err instanceof DataDirError) {
+      log(`cannot use the data directory: ${err.message}`);
+      return EXIT.unusable;
+    }
     if (!(err instanceof PolicyLoadError)) throw err;
     for (const d of err.diagnostics) io.stderr(`${formatDiagnostic(d)}\n`);
     log("the policies do not load; refusing to start (fix them, or check with: warden policy validate)");
@@ -206,7 +265,8 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
     output: process.stdout,
     log,
     version,
-    watchPolicy: !values["no-watch"],
+    // A bundle source always "watches": that is how what happened while opening reaches the audit log.
+    watchPolicy: oci || !values["no-watch"],
   });
   return code;
 }

@@ -13,10 +13,13 @@ import { Governor } from "../mcp/governor.js";
 import { createAuthenticator, type HttpAuthConfig } from "../mcp/http-auth.js";
 import { HttpGateway } from "../mcp/http-gateway.js";
 import { StreamableHttpClientTransport } from "../mcp/http-transport.js";
-import { FilePolicySource, type ReloadEvent } from "../mcp/policy-source.js";
+import type { ReloadEvent } from "../mcp/policy-source.js";
 import { RateLimiter } from "../mcp/rate-limit.js";
 import { UpstreamPool } from "../mcp/upstream-pool.js";
 import { formatDiagnostic, PolicyLoadError } from "../policy/diagnostics.js";
+import { openPolicySource } from "../supply/bundle-source.js";
+import { DockerConfigCredentials } from "../supply/credentials.js";
+import { SupplyError } from "../supply/errors.js";
 import { type CliIO, EXIT, UsageError } from "./io.js";
 
 export const SERVE_HELP = `Usage: warden serve --config warden.yaml [--port N]
@@ -67,7 +70,19 @@ export async function startGateway(
   } catch (err) {
     throw new UsageError(`${config.file}: auth: ${(err as Error).message}`);
   }
-  const policy = await FilePolicySource.open(config.policy, { defaultDecision: config.defaultDecision });
+  const policy = await openPolicySource({
+    paths: config.policy,
+    engine: { defaultDecision: config.defaultDecision },
+    trustKeys: config.trust?.keys ?? [],
+    dataDir: config.dataDir,
+    registry: {
+      insecure: config.bundle.insecure,
+      ...(config.bundle.authFile ? { credentials: new DockerConfigCredentials(config.bundle.authFile) } : {}),
+    },
+    pollIntervalMs: config.bundle.pollIntervalMs,
+    allowRollback: config.bundle.allowRollback,
+    log: o.log,
+  });
   const audit = await openAuditLog({
     dataDir: config.dataDir,
     signingKey: config.audit.signingKey,
@@ -90,7 +105,13 @@ export async function startGateway(
       throw err instanceof ApprovalStoreError ? err : new ApprovalStoreError((err as Error).message);
     }
   }
-  const governor = new Governor({ policy, audit, limiter: new RateLimiter(), approvals });
+  const governor = new Governor({
+    policy,
+    audit,
+    limiter: new RateLimiter(),
+    approvals,
+    bundle: () => policy.bundle?.() ?? null,
+  });
   const lifecycle = (event: string, reason: string, detail: Record<string, unknown> = {}) =>
     void governor.record({ type: "lifecycle", reason, detail: { event, ...detail } });
   let gateway: HttpGateway | undefined;
@@ -136,26 +157,33 @@ export async function startGateway(
   lifecycle("start", `warden serve listening on ${url}`, {
     config: config.file,
     policySet: policy.current().digest,
+    ...(policy.bundle ? { bundle: policy.bundle() } : {}),
     upstreams: pool.names,
   });
   policy.watch((e: ReloadEvent) => {
     if (e.kind === "loaded") {
-      o.log(`policy reloaded: ${e.set.digest} (was ${e.previous})`);
-      lifecycle("policy-loaded", "policy files changed and were reloaded", {
+      o.log(e.reason ? `${e.reason}: ${e.set.digest}` : `policy reloaded: ${e.set.digest} (was ${e.previous})`);
+      lifecycle("policy-loaded", e.reason ?? "policy files changed and were reloaded", {
         policySet: e.set.digest,
         previous: e.previous,
+        ...(e.bundle ? { bundle: e.bundle, previousBundle: e.previousBundle ?? null } : {}),
       });
-      g.toolsChanged();
+      if (e.set.digest !== e.previous) g.toolsChanged();
     } else {
       o.log(`policy change refused, still using ${e.keeping}:`);
       for (const d of e.diagnostics) o.log(formatDiagnostic(d));
-      lifecycle("policy-refused", "changed policy files did not load; the last good policy stays in force", {
-        keeping: e.keeping,
-        errors: e.diagnostics
-          .filter((d) => d.severity === "error")
-          .map(formatDiagnostic)
-          .slice(0, 20),
-      });
+      lifecycle(
+        "policy-refused",
+        e.reason ?? "changed policy files did not load; the last good policy stays in force",
+        {
+          keeping: e.keeping,
+          ...(e.bundle ? { bundle: e.bundle, keepingBundle: e.keepingBundle ?? null, refusal: e.code ?? null } : {}),
+          errors: e.diagnostics
+            .filter((d) => d.severity === "error")
+            .map(formatDiagnostic)
+            .slice(0, 20),
+        },
+      );
     }
   });
   let stopped: Promise<void> | null = null;
@@ -208,6 +236,10 @@ export async function serveCommand(args: string[], io: CliIO, version: string): 
     if (err instanceof PolicyLoadError) {
       for (const d of err.diagnostics) io.stderr(`${formatDiagnostic(d)}\n`);
       log("the configuration or the policies do not load; not starting");
+      return EXIT.unusable;
+    }
+    if (err instanceof SupplyError) {
+      log(`${err.message}\nthe policy bundle cannot be used; not starting`);
       return EXIT.unusable;
     }
     if (err instanceof DataDirError || err instanceof AuditStoreError || err instanceof KeyError) {

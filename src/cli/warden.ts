@@ -2,6 +2,7 @@
 // only dispatches and turns errors into exit codes.
 import { approvalsCommand } from "./approvals-commands.js";
 import { auditCommand } from "./audit-commands.js";
+import { bundleCommand } from "./bundle-commands.js";
 import { type CliIO, EXIT, processIO, UsageError } from "./io.js";
 import { keysCommand } from "./keys-commands.js";
 import { policyCommand } from "./policy-commands.js";
@@ -27,6 +28,8 @@ Commands:
   keys generate   --out DIR        create an Ed25519 (or --type ecdsa-p256) key pair
   approvals list | show | approve | deny | grants | revoke
                                    decide calls held for approval (local store or --url)
+  bundle build | inspect | push | pull | sign | verify
+                                   signed policy bundles in any OCI registry
 
 Run "warden run --help", "warden policy --help", "warden audit --help" or "warden keys --help" for details.
 Options: --help, --version.
@@ -44,6 +47,8 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
         return await keysCommand(rest, io);
       case "approvals":
         return await approvalsCommand(rest, io);
+      case "bundle":
+        return await bundleCommand(rest, io);
       case "run":
         return await runCommand(rest, io, packageVersion());
       case "serve":

@@ -123,11 +123,12 @@ export function publicKeyFingerprint(key: KeyObject): string {
  * Writes `data` to `path` so that a crash leaves either no file or the whole file:
  * a temporary file is written, synced and renamed, then the directory is synced.
  */
-export function writeFileDurably(path: string, data: string, mode: number): void {
+export function writeFileDurably(path: string, data: string | Uint8Array, mode: number): void {
   const tmp = join(dirname(path), `.${randomBytes(6).toString("hex")}.tmp`);
   const fd = openSync(tmp, "wx", mode);
   try {
-    writeSync(fd, data);
+    if (typeof data === "string") writeSync(fd, data);
+    else writeSync(fd, data);
     fsyncSync(fd);
   } finally {
     closeSync(fd);

@@ -19,6 +19,7 @@ import {
   type StringSchema,
 } from "../policy/schema.js";
 import { parseYamlSource } from "../policy/yaml-source.js";
+import { SCHEME as OCI_SCHEME, parseReference } from "../supply/reference.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./jsonrpc.js";
 import { AGGREGATE_SEPARATOR } from "./session.js";
 
@@ -44,7 +45,12 @@ export interface ServeConfig {
   /** The file it was read from (absolute). */
   file: string;
   listen: { host: string; port: number };
+  /** Policy files and directories (absolute), or exactly one oci:// reference to a signed bundle. */
   policy: string[];
+  /** Public keys (absolute paths) a signed policy bundle must verify with; required for an oci:// policy. */
+  trust?: { keys: string[] };
+  /** How an oci:// policy is fetched and kept up to date. */
+  bundle: { pollIntervalMs: number; allowRollback: boolean; insecure: boolean; authFile?: string };
   defaultDecision: "allow" | "deny";
   dataDir?: string;
   audit: {
@@ -97,6 +103,17 @@ const SCHEMA = obj("warden serve config", {
     }),
   ),
   policy: req({ type: "list", items: str(), minItems: 1, acceptSingle: true }),
+  trust: opt(
+    obj("trust", { keys: req({ type: "list", items: str(), minItems: 1, maxItems: 100, acceptSingle: true }) }),
+  ),
+  bundle: opt(
+    obj("bundle", {
+      pollInterval: opt({ type: "string", check: durationCheck(1000, 86_400_000) }),
+      allowRollback: opt({ type: "boolean" }),
+      insecure: opt({ type: "boolean" }),
+      authFile: opt(str()),
+    }),
+  ),
   defaultDecision: opt({ type: "string", enum: ["allow", "deny"] }),
   dataDir: opt(str()),
   audit: opt(
@@ -261,6 +278,35 @@ export function loadServeConfig(path: string): ServeConfig {
       `an anonymous identity is only allowed when listening on loopback, not ${listen.host}`,
     );
   }
+  const policies = c.policy as string[];
+  const oci = policies.filter((p) => p.startsWith(OCI_SCHEME));
+  const trust = c.trust as { keys: string[] } | undefined;
+  if (oci.length > 0) {
+    if (policies.length > 1)
+      parsed.sink.error(at("/policy"), "an oci:// policy is the whole policy: list it alone, without other paths");
+    for (const r of oci) {
+      try {
+        parseReference(r);
+      } catch (err) {
+        parsed.sink.error(at("/policy"), (err as Error).message);
+      }
+    }
+    if (!trust)
+      parsed.sink.error(
+        at("/policy"),
+        "an oci:// policy needs trust.keys: the public keys its signature must verify with (Warden never runs an unverified bundle)",
+      );
+  } else if (trust) {
+    parsed.sink.error(at("/trust"), "trust.keys applies to an oci:// policy; policy files are not signed");
+  }
+  const bundleIn = (c.bundle ?? {}) as {
+    pollInterval?: string;
+    allowRollback?: boolean;
+    insecure?: boolean;
+    authFile?: string;
+  };
+  if (c.bundle !== undefined && oci.length === 0)
+    parsed.sink.error(at("/bundle"), "bundle settings apply to an oci:// policy");
   const limitsIn = (c.limits ?? {}) as { maxMessageBytes?: number; sessionIdleTimeout?: string; maxSessions?: number };
   const security = (c.security ?? {}) as Partial<ServeConfig["security"]>;
   const approvals = readApprovalsConfig(c.approvals as Record<string, unknown> | undefined, abs);
@@ -270,7 +316,14 @@ export function loadServeConfig(path: string): ServeConfig {
   return {
     file,
     listen,
-    policy: (c.policy as string[]).map(abs),
+    policy: policies.map((p) => (p.startsWith(OCI_SCHEME) ? p : abs(p))),
+    ...(trust ? { trust: { keys: trust.keys.map(abs) } } : {}),
+    bundle: {
+      pollIntervalMs: parseDuration(bundleIn.pollInterval ?? "1m") as number,
+      allowRollback: bundleIn.allowRollback ?? false,
+      insecure: bundleIn.insecure ?? false,
+      ...(bundleIn.authFile ? { authFile: abs(bundleIn.authFile) } : {}),
+    },
     defaultDecision: (c.defaultDecision as "allow" | "deny" | undefined) ?? "deny",
     dataDir: typeof c.dataDir === "string" ? abs(c.dataDir) : undefined,
     audit,

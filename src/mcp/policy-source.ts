@@ -12,9 +12,46 @@ export interface PolicyProvider {
   current(): PolicySet;
 }
 
+/** A policy source a gateway runs on: files (FilePolicySource) or a signed OCI bundle (src/supply/bundle-source.ts). */
+export interface WatchablePolicySource extends PolicyProvider {
+  /** Starts reporting changes (and, for bundles, anything that happened while opening). */
+  watch(onEvent: (e: ReloadEvent) => void): void;
+  close(): void;
+  /** The signed bundle in force, as "oci://HOST/REPO:TAG@sha256:…", for every decision record; absent for files. */
+  bundle?(): string | null;
+}
+
+/** Which bundle an event is about (only for policies from a signed OCI bundle). */
+export interface BundleEventInfo {
+  reference: string;
+  digest: string;
+  revision: string;
+  created: string;
+  policySet: string;
+}
+
 export type ReloadEvent =
-  | { kind: "loaded"; set: PolicySet; previous: string; warnings: Diagnostic[] }
-  | { kind: "refused"; keeping: string; diagnostics: Diagnostic[] };
+  | {
+      kind: "loaded";
+      set: PolicySet;
+      previous: string;
+      warnings: Diagnostic[];
+      /** Why, in words for the audit record; default: policy files changed. */
+      reason?: string;
+      bundle?: BundleEventInfo;
+      previousBundle?: BundleEventInfo | null;
+    }
+  | {
+      kind: "refused";
+      keeping: string;
+      diagnostics: Diagnostic[];
+      reason?: string;
+      /** The bundle that was refused, when it got far enough to be identified. */
+      bundle?: Partial<BundleEventInfo> & { reference: string };
+      keepingBundle?: BundleEventInfo | null;
+      /** Why it was refused: unsigned, untrusted, digest-mismatch, rollback, ... (SupplyErrorCode). */
+      code?: string;
+    };
 
 export async function loadPolicySet(paths: readonly string[], options: EngineOptions): Promise<PolicySet> {
   const { policySet, diagnostics } = compilePolicySet(await loadPolicyPaths(paths), options);
@@ -22,7 +59,7 @@ export async function loadPolicySet(paths: readonly string[], options: EngineOpt
   return policySet;
 }
 
-export class FilePolicySource implements PolicyProvider {
+export class FilePolicySource implements WatchablePolicySource {
   private set: PolicySet;
   private watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | undefined;

@@ -11,7 +11,7 @@ import { formatDiagnostic } from "../policy/diagnostics.js";
 import { type ApprovalChannel, Governor } from "./governor.js";
 import type { Identity } from "./identity.js";
 import { ErrorCode, errorResponse, idOf, type JsonRpcResponse, parseFrame, refusedSubject } from "./jsonrpc.js";
-import type { FilePolicySource, ReloadEvent } from "./policy-source.js";
+import type { ReloadEvent, WatchablePolicySource } from "./policy-source.js";
 import { RateLimiter } from "./rate-limit.js";
 import { GovernedSession } from "./session.js";
 import { LineWriter, readLines } from "./stdio-framing.js";
@@ -23,7 +23,7 @@ export interface StdioGatewayOptions {
   server: string;
   child: ChildSpec;
   identity: Identity;
-  policy: FilePolicySource;
+  policy: WatchablePolicySource;
   audit: AuditLog;
   approvals?: ApprovalChannel;
   maxMessageBytes: number;
@@ -44,6 +44,7 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
     audit: o.audit,
     limiter: new RateLimiter(),
     approvals: o.approvals,
+    bundle: () => o.policy.bundle?.() ?? null,
   });
   const writer = new LineWriter(o.output);
   const base = {
@@ -130,28 +131,35 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
     command: [o.child.command, ...o.child.args],
     pid: transport.pid,
     policySet: o.policy.current().digest,
+    ...(o.policy.bundle ? { bundle: o.policy.bundle() } : {}),
     identity: o.identity.via,
   });
 
   const onReload = async (e: ReloadEvent) => {
     if (e.kind === "loaded") {
-      o.log(`policy reloaded: ${e.set.digest} (was ${e.previous})`);
+      o.log(e.reason ? `${e.reason}: ${e.set.digest}` : `policy reloaded: ${e.set.digest} (was ${e.previous})`);
       for (const w of e.warnings) o.log(formatDiagnostic(w));
-      await lifecycle("policy-loaded", "policy files changed and were reloaded", {
+      await lifecycle("policy-loaded", e.reason ?? "policy files changed and were reloaded", {
         policySet: e.set.digest,
         previous: e.previous,
+        ...(e.bundle ? { bundle: e.bundle, previousBundle: e.previousBundle ?? null } : {}),
       });
-      session.toolsChanged();
+      if (e.set.digest !== e.previous) session.toolsChanged();
     } else {
       o.log(`policy change refused, still using ${e.keeping}:`);
       for (const d of e.diagnostics) o.log(formatDiagnostic(d));
-      await lifecycle("policy-refused", "changed policy files did not load; the last good policy stays in force", {
-        keeping: e.keeping,
-        errors: e.diagnostics
-          .filter((d) => d.severity === "error")
-          .map(formatDiagnostic)
-          .slice(0, 20),
-      });
+      await lifecycle(
+        "policy-refused",
+        e.reason ?? "changed policy files did not load; the last good policy stays in force",
+        {
+          keeping: e.keeping,
+          ...(e.bundle ? { bundle: e.bundle, keepingBundle: e.keepingBundle ?? null, refusal: e.code ?? null } : {}),
+          errors: e.diagnostics
+            .filter((d) => d.severity === "error")
+            .map(formatDiagnostic)
+            .slice(0, 20),
+        },
+      );
     }
   };
 
