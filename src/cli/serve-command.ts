@@ -13,7 +13,7 @@ import { Governor } from "../mcp/governor.js";
 import { createAuthenticator, type HttpAuthConfig } from "../mcp/http-auth.js";
 import { HttpGateway } from "../mcp/http-gateway.js";
 import { StreamableHttpClientTransport } from "../mcp/http-transport.js";
-import type { ReloadEvent } from "../mcp/policy-source.js";
+import { type ReloadEvent, reportReload } from "../mcp/policy-source.js";
 import { RateLimiter } from "../mcp/rate-limit.js";
 import { UpstreamPool } from "../mcp/upstream-pool.js";
 import { formatDiagnostic, PolicyLoadError } from "../policy/diagnostics.js";
@@ -160,32 +160,9 @@ export async function startGateway(
     ...(policy.bundle ? { bundle: policy.bundle() } : {}),
     upstreams: pool.names,
   });
-  policy.watch((e: ReloadEvent) => {
-    if (e.kind === "loaded") {
-      o.log(e.reason ? `${e.reason}: ${e.set.digest}` : `policy reloaded: ${e.set.digest} (was ${e.previous})`);
-      lifecycle("policy-loaded", e.reason ?? "policy files changed and were reloaded", {
-        policySet: e.set.digest,
-        previous: e.previous,
-        ...(e.bundle ? { bundle: e.bundle, previousBundle: e.previousBundle ?? null } : {}),
-      });
-      if (e.set.digest !== e.previous) g.toolsChanged();
-    } else {
-      o.log(`policy change refused, still using ${e.keeping}:`);
-      for (const d of e.diagnostics) o.log(formatDiagnostic(d));
-      lifecycle(
-        "policy-refused",
-        e.reason ?? "changed policy files did not load; the last good policy stays in force",
-        {
-          keeping: e.keeping,
-          ...(e.bundle ? { bundle: e.bundle, keepingBundle: e.keepingBundle ?? null, refusal: e.code ?? null } : {}),
-          errors: e.diagnostics
-            .filter((d) => d.severity === "error")
-            .map(formatDiagnostic)
-            .slice(0, 20),
-        },
-      );
-    }
-  });
+  policy.watch(
+    (e: ReloadEvent) => void reportReload(e, { log: o.log, lifecycle, toolsChanged: () => g.toolsChanged() }),
+  );
   let stopped: Promise<void> | null = null;
   return {
     url,

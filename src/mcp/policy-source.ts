@@ -4,7 +4,7 @@
 // typo can neither open nor close the gateway by accident.
 import { type FSWatcher, statSync, watch } from "node:fs";
 import { basename, dirname } from "node:path";
-import { type Diagnostic, PolicyLoadError } from "../policy/diagnostics.js";
+import { type Diagnostic, formatDiagnostic, PolicyLoadError } from "../policy/diagnostics.js";
 import { compilePolicySet, type EngineOptions, type PolicySet } from "../policy/engine.js";
 import { loadPolicyPaths } from "../policy/loader.js";
 
@@ -131,4 +131,43 @@ export class FilePolicySource implements WatchablePolicySource {
     for (const w of this.watchers) w.close();
     this.watchers = [];
   }
+}
+
+/**
+ * What a gateway does when its policy changes: tell the operator (stderr),
+ * record it in the audit log, and let clients re-list tools if the set changed.
+ */
+export async function reportReload(
+  e: ReloadEvent,
+  to: {
+    log(message: string): void;
+    lifecycle(event: string, reason: string, detail: Record<string, unknown>): unknown;
+    toolsChanged(): void;
+  },
+): Promise<void> {
+  if (e.kind === "loaded") {
+    to.log(e.reason ? `${e.reason}: ${e.set.digest}` : `policy reloaded: ${e.set.digest} (was ${e.previous})`);
+    for (const w of e.warnings) to.log(formatDiagnostic(w));
+    await to.lifecycle("policy-loaded", e.reason ?? "policy files changed and were reloaded", {
+      policySet: e.set.digest,
+      previous: e.previous,
+      ...(e.bundle ? { bundle: e.bundle, previousBundle: e.previousBundle ?? null } : {}),
+    });
+    if (e.set.digest !== e.previous) to.toolsChanged();
+    return;
+  }
+  to.log(`policy change refused, still using ${e.keeping}:`);
+  for (const d of e.diagnostics) to.log(formatDiagnostic(d));
+  await to.lifecycle(
+    "policy-refused",
+    e.reason ?? "changed policy files did not load; the last good policy stays in force",
+    {
+      keeping: e.keeping,
+      ...(e.bundle ? { bundle: e.bundle, keepingBundle: e.keepingBundle ?? null, refusal: e.code ?? null } : {}),
+      errors: e.diagnostics
+        .filter((d) => d.severity === "error")
+        .map(formatDiagnostic)
+        .slice(0, 20),
+    },
+  );
 }

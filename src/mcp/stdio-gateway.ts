@@ -7,11 +7,10 @@ import { randomUUID } from "node:crypto";
 import type { Readable, Writable } from "node:stream";
 import type { AuditLog } from "../audit/log.js";
 import type { AuditEvent } from "../audit/record.js";
-import { formatDiagnostic } from "../policy/diagnostics.js";
 import { type ApprovalChannel, Governor } from "./governor.js";
 import type { Identity } from "./identity.js";
 import { ErrorCode, errorResponse, idOf, type JsonRpcResponse, parseFrame, refusedSubject } from "./jsonrpc.js";
-import type { ReloadEvent, WatchablePolicySource } from "./policy-source.js";
+import { reportReload, type WatchablePolicySource } from "./policy-source.js";
 import { RateLimiter } from "./rate-limit.js";
 import { GovernedSession } from "./session.js";
 import { LineWriter, readLines } from "./stdio-framing.js";
@@ -135,36 +134,8 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
     identity: o.identity.via,
   });
 
-  const onReload = async (e: ReloadEvent) => {
-    if (e.kind === "loaded") {
-      o.log(e.reason ? `${e.reason}: ${e.set.digest}` : `policy reloaded: ${e.set.digest} (was ${e.previous})`);
-      for (const w of e.warnings) o.log(formatDiagnostic(w));
-      await lifecycle("policy-loaded", e.reason ?? "policy files changed and were reloaded", {
-        policySet: e.set.digest,
-        previous: e.previous,
-        ...(e.bundle ? { bundle: e.bundle, previousBundle: e.previousBundle ?? null } : {}),
-      });
-      if (e.set.digest !== e.previous) session.toolsChanged();
-    } else {
-      o.log(`policy change refused, still using ${e.keeping}:`);
-      for (const d of e.diagnostics) o.log(formatDiagnostic(d));
-      await lifecycle(
-        "policy-refused",
-        e.reason ?? "changed policy files did not load; the last good policy stays in force",
-        {
-          keeping: e.keeping,
-          ...(e.bundle ? { bundle: e.bundle, keepingBundle: e.keepingBundle ?? null, refusal: e.code ?? null } : {}),
-          errors: e.diagnostics
-            .filter((d) => d.severity === "error")
-            .map(formatDiagnostic)
-            .slice(0, 20),
-        },
-      );
-    }
-  };
-
   if (o.watchPolicy !== false) {
-    o.policy.watch((e) => void onReload(e));
+    o.policy.watch((e) => void reportReload(e, { log: o.log, lifecycle, toolsChanged: () => session.toolsChanged() }));
   }
   const onLine = async (text: string) => {
     const parsed = parseFrame(text, o.maxMessageBytes);
