@@ -96,6 +96,8 @@ export class GovernedSession implements UpstreamListener {
   /** Calls held before forwarding (waiting for approval): aborted on notifications/cancelled or close. */
   private readonly held = new Map<RequestId, AbortController>();
   private readonly tasks = new Map<UpstreamHandle, Set<string>>();
+  /** Requests a server sent the client, by "<server>\0<server's id>" → the id the client knows. */
+  private readonly forwardedToClient = new Map<string, string>();
   /** Ids of client requests being handled now. */
   private readonly busyIds = new Set<RequestId>();
   private closed = false;
@@ -685,8 +687,10 @@ export class GovernedSession implements UpstreamListener {
       timer.unref();
       this.awaitingClient.set(id, (r) => {
         clearTimeout(timer);
+        this.forwardedToClient.delete(`${h.name}\u0000${request.id}`);
         resolve({ ...r, id: request.id });
       });
+      this.forwardedToClient.set(`${h.name}\u0000${request.id}`, id);
       this.o.send({ ...request, id }, related);
     });
   }
@@ -698,7 +702,13 @@ export class GovernedSession implements UpstreamListener {
       return;
     }
     if (n.method === "notifications/cancelled") {
-      // The server withdrew a request it sent us; the client knows it by Warden's id.
+      // The server withdrew a request it sent the client; the client knows it by Warden's id.
+      const ours = this.forwardedToClient.get(`${h.name}\u0000${String(n.params?.requestId)}`);
+      if (ours === undefined) return;
+      this.forwardedToClient.delete(`${h.name}\u0000${String(n.params?.requestId)}`);
+      this.awaitingClient.get(ours)?.(errorResponse(ours, ErrorCode.InvalidRequest, "cancelled by the server"));
+      this.awaitingClient.delete(ours);
+      this.o.send({ ...n, params: { ...n.params, requestId: ours } });
       return;
     }
     this.o.send(
