@@ -294,10 +294,11 @@ class WardenAuditLog implements AuditLog {
     const checkpoints = this.pendingCheckpoints;
     this.pending = [];
     this.pendingCheckpoints = [];
-    const msg: WorkerRequest = { op: "commit", id: ++this.commitId, firstSeq: this.nextSeq };
+    const msg: WorkerRequest = { op: "commit", id: ++this.commitId, firstSeq: this.nextSeq, count: entries.length };
     const transfer: ArrayBuffer[] = [];
     if (entries.length > 0) {
-      // Packed as u32 length + UTF-8 bytes; the writer hashes them and extends the tree.
+      // Packed as u32 length + UTF-8 bytes, as the segment stores them; the writer hashes
+      // them, extends the tree and stores the buffer as it is.
       let total = 0;
       for (const e of entries) total += 4 + 3 * e.json.length;
       const packed = Buffer.allocUnsafeSlow(total);

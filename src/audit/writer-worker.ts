@@ -12,8 +12,10 @@ export type WorkerRequest =
       op: "commit";
       id: number;
       firstSeq: number;
-      /** u32 length + record bytes, for seq firstSeq, firstSeq + 1, ... */
+      /** Each record as a u32 big-endian length + its bytes, for seq firstSeq, firstSeq + 1, ... (the segment's blob) */
       records?: Uint8Array;
+      /** How many records `records` holds. */
+      count: number;
       checkpoints?: { size: number; note: string; created: string }[];
     }
   | { op: "close" };
@@ -31,6 +33,7 @@ export type WorkerReply =
   | { op: "closed" };
 
 const toBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+const EMPTY = Buffer.alloc(0);
 
 /** The writer's request handler; runs in the writer thread, or inline when the log has no thread. */
 export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
@@ -66,23 +69,23 @@ export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
       case "commit":
         try {
           if (!store) throw new Error("audit store is not open");
-          const batch: CommitBatch = { firstSeq: msg.firstSeq, records: [] };
+          const batch: CommitBatch = {};
           const before = range.clone();
-          let leaves = Buffer.alloc(0);
+          let leaves = EMPTY;
           if (msg.records) {
-            const buf = toBuffer(msg.records);
+            // The records arrive framed as the segment stores them; hash each into the tree.
+            const records = toBuffer(msg.records);
             if (msg.firstSeq !== range.size) throw new Error(`expected seq ${range.size}, got ${msg.firstSeq}`);
-            const hashes: Buffer[] = [];
-            for (let off = 0; off < buf.length; ) {
-              const len = buf.readUInt32BE(off);
-              const bytes = buf.subarray(off + 4, off + 4 + len);
-              const leaf = hasher.hash(bytes);
-              range.append(leaf);
-              hashes.push(leaf);
-              batch.records?.push([bytes, leaf]);
+            const count = msg.count;
+            leaves = Buffer.allocUnsafeSlow(32 * count);
+            let off = 0;
+            for (let i = 0; i < count && off + 4 <= records.length; i++) {
+              const len = records.readUInt32BE(off);
+              range.append(hasher.hashInto(records, off + 4, off + 4 + len, leaves, 32 * i));
               off += 4 + len;
             }
-            leaves = Buffer.concat(hashes);
+            if (off !== records.length || range.size !== msg.firstSeq + count) throw new Error("malformed commit");
+            batch.segment = { first: msg.firstSeq, count, records, leaves };
             batch.head = { size: range.size, range: range.serialize() };
           }
           if (msg.checkpoints) batch.checkpoints = msg.checkpoints;
