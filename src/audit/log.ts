@@ -30,6 +30,9 @@ import { createWriterHandler, type WorkerReply, type WorkerRequest } from "./wri
 
 export { AuditStoreError } from "../store/audit-store.js";
 
+/** The scratch buffer groups are packed in is kept up to this size. */
+const MAX_SLAB = 1 << 20;
+
 /** Where a log created without a configured key keeps its own, relative to the data directory. */
 export const LOG_KEY_DIR = "keys";
 export const LOG_KEY_BASE = "log";
@@ -210,6 +213,7 @@ class WardenAuditLog implements AuditLog {
   private pending: Entry[] = [];
   private pendingCheckpoints: PendingCheckpoint[] = [];
   private inflight: Inflight | null = null;
+  private slab = Buffer.allocUnsafeSlow(MAX_SLAB);
   private scheduled = false;
   private commitId = 0;
   private durable: { size: number; root: Buffer };
@@ -298,18 +302,22 @@ class WardenAuditLog implements AuditLog {
     const transfer: ArrayBuffer[] = [];
     if (entries.length > 0) {
       // Packed as u32 length + UTF-8 bytes, as the segment stores them; the writer hashes
-      // them, extends the tree and stores the buffer as it is.
-      let total = 0;
-      for (const e of entries) total += 4 + 3 * e.json.length;
-      const packed = Buffer.allocUnsafeSlow(total);
+      // them, extends the tree and stores the buffer as it is. Written into a scratch slab
+      // (UTF-8 takes at most 3 bytes per UTF-16 unit), then copied out at its exact size.
+      let bound = 0;
+      for (const e of entries) bound += 4 + 3 * e.json.length;
+      if (bound > this.slab.length) this.slab = Buffer.allocUnsafeSlow(Math.max(bound, 2 * this.slab.length));
+      const slab = this.slab;
       let off = 0;
       for (const e of entries) {
-        const n = packed.write(e.json, off + 4, "utf8");
-        packed.writeUInt32BE(n, off);
+        const n = slab.write(e.json, off + 4, "utf8");
+        slab.writeUInt32BE(n, off);
         off += 4 + n;
       }
+      const packed = new Uint8Array(slab.subarray(0, off));
+      if (slab.length > MAX_SLAB) this.slab = Buffer.allocUnsafeSlow(MAX_SLAB);
       msg.firstSeq = (entries[0] as Entry).seq;
-      msg.records = packed.subarray(0, off);
+      msg.records = packed;
       transfer.push(packed.buffer as ArrayBuffer);
     }
     if (checkpoints.length > 0) {

@@ -274,21 +274,109 @@ export function buildRecord(
   const time = isoTime(timeMs);
   const p = e.policy;
   // The members in RFC 8785 order (see RECORD_KEYS), written directly: this runs once per
-  // call on the gateway's hot path. The property test checks it against canonicalJson.
+  // call on the gateway's hot path. The small members of known shape (agent, user, rule,
+  // trace, policy) are written by hand and fall back to canonicalJson for anything else.
+  // The property test checks the result against canonicalJson.
   const json =
-    `{"agent":${opt(e.agent)},"approval":${opt(e.approval)},"arguments":${storedJson}` +
-    `,"argumentsDigest":${digest === null ? "null" : `"${digest}"`},"decision":${strOrNull(e.decision)}` +
+    `{"agent":${e.agent == null ? "null" : agentJson(e.agent)},"approval":${opt(e.approval)},"arguments":${storedJson}` +
+    `,"argumentsDigest":${digest === null ? "null" : `"${digest}"`},"decision":${str(e.decision)}` +
     `,"detail":${opt(e.detail)},"enforced":${e.enforced === true ? "true" : e.enforced === false ? "false" : "null"}` +
-    `,"id":${canonicalJson(id)},"latencyUs":${opt(e.latencyUs)}` +
-    `,"policy":${p ? `{"bundle":${strOrNull(p.bundle)},"name":${strOrNull(p.name)},"set":${strOrNull(p.set)},"version":${strOrNull(p.version)}}` : "null"}` +
-    `,"reason":${strOrNull(e.reason)},"rule":${opt(e.rule)},"seq":${seq},"server":${strOrNull(e.server)}` +
-    `,"session":${strOrNull(e.session)},"time":"${time}","tool":${strOrNull(e.tool)},"trace":${opt(e.trace)}` +
-    `,"type":"${e.type}","user":${opt(e.user)}}`;
+    `,"id":${str(id)},"latencyUs":${num(e.latencyUs)}` +
+    `,"policy":${p ? `{"bundle":${str(p.bundle)},"name":${str(p.name)},"set":${str(p.set)},"version":${str(p.version)}}` : "null"}` +
+    `,"reason":${str(e.reason)},"rule":${e.rule == null ? "null" : ruleJson(e.rule)},"seq":${seq},"server":${str(e.server)}` +
+    `,"session":${str(e.session)},"time":"${time}","tool":${str(e.tool)},"trace":${e.trace == null ? "null" : traceJson(e.trace)}` +
+    `,"type":"${e.type}","user":${e.user == null ? "null" : userJson(e.user)}}`;
   return { json, id, time };
 }
 
 const opt = (v: unknown) => (v === undefined || v === null ? "null" : canonicalJson(v));
-const strOrNull = (v: string | null | undefined) => (v === undefined || v === null ? "null" : canonicalJson(v));
+
+/** Whether a value is a string that JSON writes as it is, in quotes (nothing to escape, no surrogates). */
+function plain(s: unknown): s is string {
+  if (typeof s !== "string") return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return false;
+  }
+  return true;
+}
+
+const str = (v: unknown) => (v === undefined || v === null ? "null" : plain(v) ? `"${v}"` : canonicalJson(v));
+const num = (v: unknown) =>
+  v === undefined || v === null ? "null" : typeof v === "number" && Number.isFinite(v) ? `${v}` : canonicalJson(v);
+
+/** Own enumerable keys, when the object is a plain one (what canonicalJson accepts); -1 otherwise. */
+function keyCount(o: object): number {
+  const proto = Object.getPrototypeOf(o);
+  return proto === Object.prototype || proto === null ? Object.keys(o).length : -1;
+}
+
+// The members of known shape. Each writes the common case (string members, no extra keys)
+// and hands anything else to canonicalJson, which also names what is wrong with it.
+
+function agentJson(a: AgentRef): string {
+  const { model, name, vendor } = a as Partial<AgentRef>;
+  if (!plain(name)) return canonicalJson(a);
+  let n = 1;
+  let out = "{";
+  if (model !== undefined) {
+    if (!plain(model)) return canonicalJson(a);
+    out += `"model":"${model}",`;
+    n++;
+  }
+  out += `"name":"${name}"`;
+  if (vendor !== undefined) {
+    if (!plain(vendor)) return canonicalJson(a);
+    out += `,"vendor":"${vendor}"`;
+    n++;
+  }
+  return keyCount(a) === n ? `${out}}` : canonicalJson(a);
+}
+
+function userJson(u: UserRef): string {
+  const { groups, id } = u;
+  let n = 0;
+  let out = "{";
+  if (groups !== undefined) {
+    if (!Array.isArray(groups)) return canonicalJson(u);
+    out += '"groups":[';
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i];
+      if (!plain(g)) return canonicalJson(u);
+      out += i === 0 ? `"${g}"` : `,"${g}"`;
+    }
+    out += "]";
+    n++;
+  }
+  if (id !== undefined) {
+    if (!plain(id)) return canonicalJson(u);
+    out += `${n === 0 ? "" : ","}"id":"${id}"`;
+    n++;
+  }
+  return keyCount(u) === n ? `${out}}` : canonicalJson(u);
+}
+
+function traceJson(t: TraceRef): string {
+  const { parentSpanId, spanId, traceId } = t;
+  if (!plain(spanId) || !plain(traceId)) return canonicalJson(t);
+  let n = 2;
+  let out = "{";
+  if (parentSpanId !== undefined) {
+    if (parentSpanId !== null && !plain(parentSpanId)) return canonicalJson(t);
+    out += `"parentSpanId":${parentSpanId === null ? "null" : `"${parentSpanId}"`},`;
+    n++;
+  }
+  out += `"spanId":"${spanId}","traceId":"${traceId}"}`;
+  return keyCount(t) === n ? out : canonicalJson(t);
+}
+
+function ruleJson(r: { index: number; name: string | null }): string {
+  const { index, name } = r;
+  if (typeof index !== "number" || !Number.isFinite(index) || (name !== null && !plain(name)) || keyCount(r) !== 2) {
+    return canonicalJson(r);
+  }
+  return `{"index":${index},"name":${name === null ? "null" : `"${name}"`}}`;
+}
 
 /**
  * The decision record for a policy decision — what the gateway appends, durably,
