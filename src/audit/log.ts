@@ -1,12 +1,16 @@
 // The audit log the gateway writes to. append() resolves only once the record is
 // on stable storage; appends from many callers share one commit (group commit):
 // this thread encodes records (RFC 8785) and queues them, a writer thread hashes
-// them into the Merkle tree and commits each group to SQLite in one transaction,
-// and while one group is being synced the next one queues. Signed checkpoints are
-// written every N records or T seconds, after recovery from a crash, and at close.
+// them into the Merkle tree and commits each group to SQLite in one transaction.
+// The writer thread holds at most two commits: one being synced and the next queued
+// behind it. When many callers wait on the log, they are split into two groups that
+// alternate, so this thread encodes one while the writer syncs the other (see
+// onReply). Signed checkpoints are written every N records or T seconds, after
+// recovery from a crash, and at close.
 //
 // Failure is final: once the store fails (unwritable, full), every pending and
-// later append rejects, and the caller must deny. Reopen the log to try again.
+// later append rejects, and the caller must deny; a commit queued behind the one
+// that failed fails with it. Reopen the log to try again.
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { hostname } from "node:os";
@@ -29,6 +33,9 @@ import { type ArgumentsPolicy, type AuditEvent, buildRecord, checkArgumentsPolic
 import { createWriterHandler, type WorkerReply, type WorkerRequest } from "./writer-worker.js";
 
 export { AuditStoreError } from "../store/audit-store.js";
+
+/** Groups of callers smaller than twice this are not split in two to overlap encoding with commits. */
+const MIN_SPLIT = 16;
 
 /** The scratch buffer groups are packed in is kept up to this size. */
 const MAX_SLAB = 1 << 20;
@@ -118,6 +125,8 @@ interface Inflight {
 
 /** How the log talks to its writer: a worker thread, or inline (synchronous SQLite on this thread). */
 interface WriterChannel {
+  /** Commits the writer can be handed at once: with a thread, one being synced and the next queued behind it. */
+  readonly depth: number;
   post(msg: WorkerRequest, transfer?: ArrayBuffer[]): void;
   /** The next reply, for open and close. */
   next(): Promise<WorkerReply>;
@@ -126,6 +135,7 @@ interface WriterChannel {
 }
 
 class ThreadChannel implements WriterChannel {
+  readonly depth = 2;
   private readonly worker = new Worker(new URL("./writer-worker.js", import.meta.url), {
     workerData: { wardenAuditWriter: true },
   });
@@ -158,6 +168,7 @@ class ThreadChannel implements WriterChannel {
 }
 
 class InlineChannel implements WriterChannel {
+  readonly depth = 1;
   private readonly handle = createWriterHandler();
   private replies: WorkerReply[] = [];
   private waiters: ((r: WorkerReply) => void)[] = [];
@@ -212,7 +223,10 @@ class WardenAuditLog implements AuditLog {
   private nextSeq: number;
   private pending: Entry[] = [];
   private pendingCheckpoints: PendingCheckpoint[] = [];
-  private inflight: Inflight | null = null;
+  private inflight: Inflight[] = [];
+  private inflightEntries = 0;
+  /** With a commit slot free, this many pending appends are sent at once rather than at the next turn (see onReply). */
+  private eager: number;
   private slab = Buffer.allocUnsafeSlow(MAX_SLAB);
   private scheduled = false;
   private commitId = 0;
@@ -243,6 +257,7 @@ class WardenAuditLog implements AuditLog {
     this.lastCheckpoint = latest;
     this.queuedCheckpointSize = latest?.size ?? -1;
     this.everyRecords = every.records;
+    this.eager = Number.POSITIVE_INFINITY;
     this.timer =
       every.seconds > 0
         ? setInterval(() => {
@@ -272,7 +287,8 @@ class WardenAuditLog implements AuditLog {
       this.nextSeq = seq + 1;
       return new Promise((resolve, reject) => {
         this.pending.push({ seq, json, id, time, resolve, reject });
-        this.schedule();
+        if (this.pending.length >= this.eager && this.inflight.length < this.worker.depth) this.flush();
+        else this.schedule();
       });
     } catch (err) {
       return Promise.reject(err);
@@ -280,7 +296,7 @@ class WardenAuditLog implements AuditLog {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.inflight) return;
+    if (this.scheduled || this.inflight.length >= this.worker.depth) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -289,7 +305,7 @@ class WardenAuditLog implements AuditLog {
   }
 
   private flush(): void {
-    if (this.inflight || this.failure) return;
+    if (this.inflight.length >= this.worker.depth || this.failure) return;
     if (this.pending.length === 0 && this.pendingCheckpoints.length === 0) {
       this.notifyDrained();
       return;
@@ -323,7 +339,8 @@ class WardenAuditLog implements AuditLog {
     if (checkpoints.length > 0) {
       msg.checkpoints = checkpoints.map((c) => ({ size: c.size, note: c.note, created: c.created }));
     }
-    this.inflight = { id: this.commitId, entries, checkpoints };
+    this.inflight.push({ id: this.commitId, entries, checkpoints });
+    this.inflightEntries += entries.length;
     this.worker.post(msg, transfer);
   }
 
@@ -332,12 +349,13 @@ class WardenAuditLog implements AuditLog {
       this.closeWaiter?.(r);
       return;
     }
-    const batch = this.inflight;
+    const batch = this.inflight[0];
     if (!batch || r.op === "opened" || r.id !== batch.id) {
       this.fail(new AuditStoreError("audit writer thread answered out of order"));
       return;
     }
-    this.inflight = null;
+    this.inflight.shift();
+    this.inflightEntries -= batch.entries.length;
     if (r.op === "error") {
       const err = new AuditStoreError(
         `${r.message}; the audit log refuses further appends until it is reopened`,
@@ -356,6 +374,15 @@ class WardenAuditLog implements AuditLog {
     batch.entries.forEach((e, i) => {
       e.resolve({ seq: e.seq, leafHash: leaves.toString("hex", i * 32, i * 32 + 32), id: e.id, time: e.time });
     });
+    // The callers just answered will likely append again at once. With a thread, the next
+    // commit leaves as soon as half of them and those still in flight have, so that the
+    // writer syncs one group while this thread encodes the next: two groups alternate
+    // instead of everyone waiting on one commit and then on one encoding pass. Small
+    // groups are not split: encoding them takes less time than a commit's fixed cost.
+    if (this.worker.depth > 1) {
+      const half = Math.ceil((batch.entries.length + this.inflightEntries) / 2);
+      this.eager = half >= MIN_SPLIT ? half : Number.POSITIVE_INFINITY;
+    }
     if (this.durable.size - Math.max(this.queuedCheckpointSize, 0) >= this.everyRecords) this.queueCheckpoint();
     if (this.pending.length > 0 || this.pendingCheckpoints.length > 0) this.schedule();
     else this.notifyDrained();
@@ -371,7 +398,8 @@ class WardenAuditLog implements AuditLog {
   }
 
   private notifyDrained(): void {
-    if (this.inflight || this.scheduled || this.pending.length > 0 || this.pendingCheckpoints.length > 0) return;
+    if (this.inflight.length > 0 || this.scheduled || this.pending.length > 0 || this.pendingCheckpoints.length > 0)
+      return;
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of waiters) w.resolve();
@@ -393,8 +421,9 @@ class WardenAuditLog implements AuditLog {
     this.pending = [];
     this.pendingCheckpoints = [];
     for (const e of pending) e.reject(err);
-    if (this.inflight) for (const e of this.inflight.entries) e.reject(err);
-    this.inflight = null;
+    for (const batch of this.inflight) for (const e of batch.entries) e.reject(err);
+    this.inflight = [];
+    this.inflightEntries = 0;
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of waiters) w.reject(err);

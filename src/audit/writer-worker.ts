@@ -40,6 +40,9 @@ export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
   let store: AuditStore | undefined;
   let range = CompactRange.empty();
   const hasher = new LeafHasher();
+  // After a failed commit, commits already queued behind it must not land (they would
+  // leave a gap): every later one fails the same way.
+  let failed: { message: string; code?: string } | null = null;
   const fail = (err: unknown, id?: number): WorkerReply => {
     const e = err as { message?: string; code?: string };
     const r: WorkerReply = { op: "error", message: e.message ?? String(err) };
@@ -68,6 +71,7 @@ export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
         }
       case "commit":
         try {
+          if (failed) throw failed;
           if (!store) throw new Error("audit store is not open");
           const batch: CommitBatch = {};
           const before = range.clone();
@@ -93,6 +97,9 @@ export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
             store.commit(batch);
           } catch (err) {
             range = before;
+            const e = err as { message?: string; code?: string };
+            failed = { message: e.message ?? String(err) };
+            if (e.code !== undefined) failed.code = e.code;
             throw err;
           }
           return { op: "committed", id: msg.id, size: range.size, root: range.root(), leaves };
