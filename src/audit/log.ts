@@ -1,7 +1,7 @@
 // The audit log the gateway writes to. append() resolves only once the record is
 // on stable storage; appends from many callers share one commit (group commit):
-// this thread encodes records (RFC 8785) and queues them, a writer thread hashes
-// them into the Merkle tree and commits each group to SQLite in one transaction.
+// this thread encodes records (RFC 8785), hashes them and queues them, a writer
+// thread extends the Merkle tree and commits each group to SQLite in one transaction.
 // The writer thread holds at most two commits: one being synced and the next queued
 // behind it. When many callers wait on the log, they are split into two groups that
 // alternate, so this thread encodes one while the writer syncs the other (see
@@ -19,7 +19,7 @@ import { Worker } from "node:worker_threads";
 import { generateKeyPair, keyTypeOf, loadPrivateKey, writeFileDurably, writeKeyPair } from "../keys/keys.js";
 import { AuditStoreError } from "../store/audit-store.js";
 import { ensureDataDir } from "./data-dir.js";
-import { CompactRange } from "./merkle.js";
+import { CompactRange, LeafHasher } from "./merkle.js";
 import {
   ed25519Signer,
   ed25519Verifier,
@@ -121,6 +121,8 @@ interface Inflight {
   id: number;
   entries: Entry[];
   checkpoints: PendingCheckpoint[];
+  /** The entries' leaf hashes, 32 bytes each. */
+  leaves: Buffer | undefined;
 }
 
 /** How the log talks to its writer: a worker thread, or inline (synchronous SQLite on this thread). */
@@ -228,6 +230,7 @@ class WardenAuditLog implements AuditLog {
   /** With a commit slot free, this many pending appends are sent at once rather than at the next turn (see onReply). */
   private eager: number;
   private slab = Buffer.allocUnsafeSlow(MAX_SLAB);
+  private readonly hasher = new LeafHasher();
   private scheduled = false;
   private commitId = 0;
   private durable: { size: number; root: Buffer };
@@ -316,30 +319,35 @@ class WardenAuditLog implements AuditLog {
     this.pendingCheckpoints = [];
     const msg: WorkerRequest = { op: "commit", id: ++this.commitId, firstSeq: this.nextSeq, count: entries.length };
     const transfer: ArrayBuffer[] = [];
+    let leaves: Buffer | undefined;
     if (entries.length > 0) {
-      // Packed as u32 length + UTF-8 bytes, as the segment stores them; the writer hashes
-      // them, extends the tree and stores the buffer as it is. Written into a scratch slab
+      // Packed as u32 length + UTF-8 bytes, as the segment stores them, and hashed here
+      // (the writer thread's share, the tree and the commit, is the longer one); the writer
+      // extends the tree and stores both buffers as they are. Written into a scratch slab
       // (UTF-8 takes at most 3 bytes per UTF-16 unit), then copied out at its exact size.
       let bound = 0;
       for (const e of entries) bound += 4 + 3 * e.json.length;
       if (bound > this.slab.length) this.slab = Buffer.allocUnsafeSlow(Math.max(bound, 2 * this.slab.length));
       const slab = this.slab;
+      leaves = Buffer.allocUnsafeSlow(32 * entries.length);
       let off = 0;
-      for (const e of entries) {
-        const n = slab.write(e.json, off + 4, "utf8");
+      for (let i = 0; i < entries.length; i++) {
+        const n = slab.write((entries[i] as Entry).json, off + 4, "utf8");
         slab.writeUInt32BE(n, off);
+        this.hasher.hashInto(slab, off + 4, off + 4 + n, leaves, 32 * i);
         off += 4 + n;
       }
       const packed = new Uint8Array(slab.subarray(0, off));
       if (slab.length > MAX_SLAB) this.slab = Buffer.allocUnsafeSlow(MAX_SLAB);
       msg.firstSeq = (entries[0] as Entry).seq;
       msg.records = packed;
-      transfer.push(packed.buffer as ArrayBuffer);
+      msg.leaves = leaves;
+      transfer.push(packed.buffer as ArrayBuffer); // the leaves are copied: they answer the callers
     }
     if (checkpoints.length > 0) {
       msg.checkpoints = checkpoints.map((c) => ({ size: c.size, note: c.note, created: c.created }));
     }
-    this.inflight.push({ id: this.commitId, entries, checkpoints });
+    this.inflight.push({ id: this.commitId, entries, checkpoints, leaves });
     this.inflightEntries += entries.length;
     this.worker.post(msg, transfer);
   }
@@ -370,7 +378,7 @@ class WardenAuditLog implements AuditLog {
     this.stats.records += batch.entries.length;
     this.stats.checkpoints += batch.checkpoints.length;
     for (const c of batch.checkpoints) this.lastCheckpoint = c;
-    const leaves = Buffer.from(r.leaves.buffer, r.leaves.byteOffset, r.leaves.byteLength);
+    const leaves = batch.leaves as Buffer;
     batch.entries.forEach((e, i) => {
       e.resolve({ seq: e.seq, leafHash: leaves.toString("hex", i * 32, i * 32 + 32), id: e.id, time: e.time });
     });
@@ -380,8 +388,8 @@ class WardenAuditLog implements AuditLog {
     // instead of everyone waiting on one commit and then on one encoding pass. Small
     // groups are not split: encoding them takes less time than a commit's fixed cost.
     if (this.worker.depth > 1) {
-      const half = Math.ceil((batch.entries.length + this.inflightEntries) / 2);
-      this.eager = half >= MIN_SPLIT ? half : Number.POSITIVE_INFINITY;
+      const callers = batch.entries.length + this.inflightEntries;
+      this.eager = callers >= 2 * MIN_SPLIT ? Math.ceil(callers / 2) : Number.POSITIVE_INFINITY;
     }
     if (this.durable.size - Math.max(this.queuedCheckpointSize, 0) >= this.everyRecords) this.queueCheckpoint();
     if (this.pending.length > 0 || this.pendingCheckpoints.length > 0) this.schedule();

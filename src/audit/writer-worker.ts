@@ -1,10 +1,11 @@
 // The audit log's writer. SQLite calls are synchronous, so they run here, in a
-// worker thread: while this thread hashes a group of records into the tree and
-// waits for its commit to reach the disk, the main thread keeps deciding and
-// queueing the next group. Messages are answered in the order they arrive.
+// worker thread: while this thread extends the Merkle tree with a group's leaf
+// hashes and waits for its commit to reach the disk, the main thread keeps
+// deciding and encodes (and hashes) the next group. Messages are answered in the
+// order they arrive.
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { AuditStore, type CommitBatch } from "../store/audit-store.js";
-import { CompactRange, LeafHasher } from "./merkle.js";
+import { CompactRange } from "./merkle.js";
 
 export type WorkerRequest =
   | { op: "open"; dir: string; origin: string; maxBytes?: number }
@@ -14,6 +15,8 @@ export type WorkerRequest =
       firstSeq: number;
       /** Each record as a u32 big-endian length + its bytes, for seq firstSeq, firstSeq + 1, ... (the segment's blob) */
       records?: Uint8Array;
+      /** Their leaf hashes, 32 bytes each (hashed by the sender, which has the bytes at hand). */
+      leaves?: Uint8Array;
       /** How many records `records` holds. */
       count: number;
       checkpoints?: { size: number; note: string; created: string }[];
@@ -28,7 +31,7 @@ export type WorkerReply =
       latest: { size: number; note: string } | null;
       recovery: import("../store/audit-store.js").Recovery;
     }
-  | { op: "committed"; id: number; size: number; root: Uint8Array; leaves: Uint8Array }
+  | { op: "committed"; id: number; size: number; root: Uint8Array }
   | { op: "error"; id?: number; message: string; code?: string }
   | { op: "closed" };
 
@@ -39,7 +42,6 @@ const EMPTY = Buffer.alloc(0);
 export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
   let store: AuditStore | undefined;
   let range = CompactRange.empty();
-  const hasher = new LeafHasher();
   // After a failed commit, commits already queued behind it must not land (they would
   // leave a gap): every later one fails the same way.
   let failed: { message: string; code?: string } | null = null;
@@ -75,18 +77,17 @@ export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
           if (!store) throw new Error("audit store is not open");
           const batch: CommitBatch = {};
           const before = range.clone();
-          let leaves = EMPTY;
           if (msg.records) {
-            // The records arrive framed as the segment stores them; hash each into the tree.
+            // The records arrive framed as the segment stores them, with their leaf hashes.
             const records = toBuffer(msg.records);
-            if (msg.firstSeq !== range.size) throw new Error(`expected seq ${range.size}, got ${msg.firstSeq}`);
+            const leaves = toBuffer(msg.leaves ?? EMPTY);
             const count = msg.count;
-            leaves = Buffer.allocUnsafeSlow(32 * count);
+            if (msg.firstSeq !== range.size) throw new Error(`expected seq ${range.size}, got ${msg.firstSeq}`);
+            if (leaves.length !== 32 * count) throw new Error("malformed commit: leaf hashes");
             let off = 0;
             for (let i = 0; i < count && off + 4 <= records.length; i++) {
-              const len = records.readUInt32BE(off);
-              range.append(hasher.hashInto(records, off + 4, off + 4 + len, leaves, 32 * i));
-              off += 4 + len;
+              off += 4 + records.readUInt32BE(off);
+              range.append(leaves.subarray(32 * i, 32 * i + 32));
             }
             if (off !== records.length || range.size !== msg.firstSeq + count) throw new Error("malformed commit");
             batch.segment = { first: msg.firstSeq, count, records, leaves };
@@ -102,7 +103,7 @@ export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
             if (e.code !== undefined) failed.code = e.code;
             throw err;
           }
-          return { op: "committed", id: msg.id, size: range.size, root: range.root(), leaves };
+          return { op: "committed", id: msg.id, size: range.size, root: range.root() };
         } catch (err) {
           return fail(err, msg.id);
         }

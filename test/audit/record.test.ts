@@ -142,6 +142,24 @@ describe("record encoding", () => {
     );
   });
 
+  it("reuses the policy member of the previous record only when its members are the same strings", () => {
+    const policyOf = (e: AuditEvent) => parseRecord(buildRecord(e, 0, 0, { mode: "digest" }).json).policy;
+    const p = { name: "p", version: "sha256:1", set: "sha256:2" };
+    assert.deepEqual(policyOf({ ...base, policy: p }), {
+      bundle: null,
+      name: "p",
+      set: "sha256:2",
+      version: "sha256:1",
+    });
+    assert.deepEqual(policyOf({ ...base, policy: { ...p, version: "sha256:3" } })?.version, "sha256:3");
+    // A member that is not a string is written afresh each time (it may have changed in place).
+    const odd = { tag: 1 };
+    const e = { ...base, policy: { ...p, bundle: odd as unknown as string } };
+    assert.deepEqual(policyOf(e)?.bundle, { tag: 1 });
+    odd.tag = 2;
+    assert.deepEqual(policyOf(e)?.bundle, { tag: 2 });
+  });
+
   it("carries every §4 field, null when it does not apply", () => {
     const { json } = buildRecord({ type: "lifecycle", reason: "started" }, 0, 0, { mode: "digest" });
     const r = parseRecord(json);
