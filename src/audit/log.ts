@@ -378,9 +378,9 @@ class WardenAuditLog implements AuditLog {
     this.stats.records += batch.entries.length;
     this.stats.checkpoints += batch.checkpoints.length;
     for (const c of batch.checkpoints) this.lastCheckpoint = c;
-    const leaves = batch.leaves as Buffer;
+    const hex = batch.leaves?.toString("hex") ?? "";
     batch.entries.forEach((e, i) => {
-      e.resolve({ seq: e.seq, leafHash: leaves.toString("hex", i * 32, i * 32 + 32), id: e.id, time: e.time });
+      e.resolve({ seq: e.seq, leafHash: hex.slice(i * 64, i * 64 + 64), id: e.id, time: e.time });
     });
     // The callers just answered will likely append again at once. With a thread, the next
     // commit leaves as soon as half of them and those still in flight have, so that the
