@@ -43,7 +43,8 @@ export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
   let store: AuditStore | undefined;
   let range = CompactRange.empty();
   // After a failed commit, commits already queued behind it must not land (they would
-  // leave a gap): every later one fails the same way.
+  // leave a gap, or follow records that were never stored): every later one fails the
+  // same way, and the log refuses appends until it is reopened.
   let failed: { message: string; code?: string } | null = null;
   const fail = (err: unknown, id?: number): WorkerReply => {
     const e = err as { message?: string; code?: string };
@@ -71,12 +72,12 @@ export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
         } catch (err) {
           return fail(err);
         }
-      case "commit":
+      case "commit": {
+        if (failed) return fail(failed, msg.id);
+        const before = range.clone();
         try {
-          if (failed) throw failed;
           if (!store) throw new Error("audit store is not open");
           const batch: CommitBatch = {};
-          const before = range.clone();
           if (msg.records) {
             // The records arrive framed as the segment stores them, with their leaf hashes.
             const records = toBuffer(msg.records);
@@ -94,19 +95,16 @@ export function createWriterHandler(): (msg: WorkerRequest) => WorkerReply {
             batch.head = { size: range.size, range: range.serialize() };
           }
           if (msg.checkpoints) batch.checkpoints = msg.checkpoints;
-          try {
-            store.commit(batch);
-          } catch (err) {
-            range = before;
-            const e = err as { message?: string; code?: string };
-            failed = { message: e.message ?? String(err) };
-            if (e.code !== undefined) failed.code = e.code;
-            throw err;
-          }
+          store.commit(batch);
           return { op: "committed", id: msg.id, size: range.size, root: range.root() };
         } catch (err) {
+          range = before;
+          const e = err as { message?: string; code?: string };
+          failed = { message: e.message ?? String(err) };
+          if (e.code !== undefined) failed.code = e.code;
           return fail(err, msg.id);
         }
+      }
       case "close":
         try {
           store?.close();

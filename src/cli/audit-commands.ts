@@ -121,7 +121,10 @@ export async function auditCommand(args: string[], io: CliIO): Promise<number> {
         throw new UsageError(`unknown command "audit ${sub}"; run warden audit --help`);
     }
   } catch (err) {
-    if (err instanceof KeyError || err instanceof NoteError) throw new UsageError(err.message);
+    // A store error here is the data directory's (a damaged segment, a missing record): verify names it.
+    if (err instanceof KeyError || err instanceof NoteError || err instanceof AuditStoreError) {
+      throw new UsageError(err.message);
+    }
     throw err;
   }
 }

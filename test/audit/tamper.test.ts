@@ -306,6 +306,32 @@ describe("warden audit verify: tamper matrix", () => {
     });
   }
 
+  it("export, query and prove refuse a damaged segment, naming it and pointing to verify", async () => {
+    const dir = tampered((db) => {
+      const { records } = db.prepare("SELECT records FROM segments WHERE first = 10").get() as { records: Buffer };
+      db.prepare("UPDATE segments SET records = ? WHERE first = 10").run(records.subarray(0, records.length - 1));
+    });
+    for (const args of [
+      ["export", "--format", "jsonl"],
+      ["query", "--tool", "read_file"],
+      ["prove", "--seq", "12"],
+    ]) {
+      let err = "";
+      const code = await main(["audit", ...args, "--data-dir", dir], {
+        stdout: () => {},
+        stderr: (t) => {
+          err += t;
+        },
+        readStdin: async () => "",
+      });
+      assert.equal(code, 2, args.join(" "));
+      assert.match(
+        err,
+        /^warden: audit store: the records stored from seq 10 are damaged \(.*\); run warden audit verify/,
+      );
+    }
+  });
+
   it("the parallel reader agrees with the sequential one on an intact log", async () => {
     const store = AuditStore.openReader(pristine);
     try {
