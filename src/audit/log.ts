@@ -1,12 +1,16 @@
 // The audit log the gateway writes to. append() resolves only once the record is
 // on stable storage; appends from many callers share one commit (group commit):
-// this thread encodes records (RFC 8785) and queues them, a writer thread hashes
-// them into the Merkle tree and commits each group to SQLite in one transaction,
-// and while one group is being synced the next one queues. Signed checkpoints are
-// written every N records or T seconds, after recovery from a crash, and at close.
+// this thread encodes records (RFC 8785), hashes them and queues them, a writer
+// thread extends the Merkle tree and commits each group to SQLite in one transaction.
+// The writer thread holds at most two commits: one being synced and the next queued
+// behind it. When many callers wait on the log, they are split into two groups that
+// alternate, so this thread encodes one while the writer syncs the other (see
+// onReply). Signed checkpoints are written every N records or T seconds, after
+// recovery from a crash, and at close.
 //
 // Failure is final: once the store fails (unwritable, full), every pending and
-// later append rejects, and the caller must deny. Reopen the log to try again.
+// later append rejects, and the caller must deny; a commit queued behind the one
+// that failed fails with it. Reopen the log to try again.
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { hostname } from "node:os";
@@ -15,7 +19,7 @@ import { Worker } from "node:worker_threads";
 import { generateKeyPair, keyTypeOf, loadPrivateKey, writeFileDurably, writeKeyPair } from "../keys/keys.js";
 import { AuditStoreError } from "../store/audit-store.js";
 import { ensureDataDir } from "./data-dir.js";
-import { CompactRange } from "./merkle.js";
+import { CompactRange, LeafHasher } from "./merkle.js";
 import {
   ed25519Signer,
   ed25519Verifier,
@@ -29,6 +33,12 @@ import { type ArgumentsPolicy, type AuditEvent, buildRecord, checkArgumentsPolic
 import { createWriterHandler, type WorkerReply, type WorkerRequest } from "./writer-worker.js";
 
 export { AuditStoreError } from "../store/audit-store.js";
+
+/** Groups of callers smaller than twice this are not split in two to overlap encoding with commits. */
+const MIN_SPLIT = 16;
+
+/** The scratch buffer groups are packed in is kept up to this size. */
+const MAX_SLAB = 1 << 20;
 
 /** Where a log created without a configured key keeps its own, relative to the data directory. */
 export const LOG_KEY_DIR = "keys";
@@ -111,10 +121,14 @@ interface Inflight {
   id: number;
   entries: Entry[];
   checkpoints: PendingCheckpoint[];
+  /** The entries' leaf hashes, 32 bytes each. */
+  leaves: Buffer | undefined;
 }
 
 /** How the log talks to its writer: a worker thread, or inline (synchronous SQLite on this thread). */
 interface WriterChannel {
+  /** Commits the writer can be handed at once: with a thread, one being synced and the next queued behind it. */
+  readonly depth: number;
   post(msg: WorkerRequest, transfer?: ArrayBuffer[]): void;
   /** The next reply, for open and close. */
   next(): Promise<WorkerReply>;
@@ -123,6 +137,7 @@ interface WriterChannel {
 }
 
 class ThreadChannel implements WriterChannel {
+  readonly depth = 2;
   private readonly worker = new Worker(new URL("./writer-worker.js", import.meta.url), {
     workerData: { wardenAuditWriter: true },
   });
@@ -155,6 +170,7 @@ class ThreadChannel implements WriterChannel {
 }
 
 class InlineChannel implements WriterChannel {
+  readonly depth = 1;
   private readonly handle = createWriterHandler();
   private replies: WorkerReply[] = [];
   private waiters: ((r: WorkerReply) => void)[] = [];
@@ -209,7 +225,12 @@ class WardenAuditLog implements AuditLog {
   private nextSeq: number;
   private pending: Entry[] = [];
   private pendingCheckpoints: PendingCheckpoint[] = [];
-  private inflight: Inflight | null = null;
+  private inflight: Inflight[] = [];
+  private inflightEntries = 0;
+  /** With a commit slot free, this many pending appends are sent at once rather than at the next turn (see onReply). */
+  private eager: number;
+  private slab = Buffer.allocUnsafeSlow(MAX_SLAB);
+  private readonly hasher = new LeafHasher();
   private scheduled = false;
   private commitId = 0;
   private durable: { size: number; root: Buffer };
@@ -239,6 +260,7 @@ class WardenAuditLog implements AuditLog {
     this.lastCheckpoint = latest;
     this.queuedCheckpointSize = latest?.size ?? -1;
     this.everyRecords = every.records;
+    this.eager = Number.POSITIVE_INFINITY;
     this.timer =
       every.seconds > 0
         ? setInterval(() => {
@@ -268,7 +290,8 @@ class WardenAuditLog implements AuditLog {
       this.nextSeq = seq + 1;
       return new Promise((resolve, reject) => {
         this.pending.push({ seq, json, id, time, resolve, reject });
-        this.schedule();
+        if (this.pending.length >= this.eager && this.inflight.length < this.worker.depth) this.flush();
+        else this.schedule();
       });
     } catch (err) {
       return Promise.reject(err);
@@ -276,7 +299,7 @@ class WardenAuditLog implements AuditLog {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.inflight) return;
+    if (this.scheduled || this.inflight.length >= this.worker.depth) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -285,7 +308,7 @@ class WardenAuditLog implements AuditLog {
   }
 
   private flush(): void {
-    if (this.inflight || this.failure) return;
+    if (this.inflight.length >= this.worker.depth || this.failure) return;
     if (this.pending.length === 0 && this.pendingCheckpoints.length === 0) {
       this.notifyDrained();
       return;
@@ -294,27 +317,38 @@ class WardenAuditLog implements AuditLog {
     const checkpoints = this.pendingCheckpoints;
     this.pending = [];
     this.pendingCheckpoints = [];
-    const msg: WorkerRequest = { op: "commit", id: ++this.commitId, firstSeq: this.nextSeq };
+    const msg: WorkerRequest = { op: "commit", id: ++this.commitId, firstSeq: this.nextSeq, count: entries.length };
     const transfer: ArrayBuffer[] = [];
+    let leaves: Buffer | undefined;
     if (entries.length > 0) {
-      // Packed as u32 length + UTF-8 bytes; the writer hashes them and extends the tree.
-      let total = 0;
-      for (const e of entries) total += 4 + 3 * e.json.length;
-      const packed = Buffer.allocUnsafeSlow(total);
+      // Packed as u32 length + UTF-8 bytes, as the segment stores them, and hashed here
+      // (the writer thread's share, the tree and the commit, is the longer one); the writer
+      // extends the tree and stores both buffers as they are. Written into a scratch slab
+      // (UTF-8 takes at most 3 bytes per UTF-16 unit), then copied out at its exact size.
+      let bound = 0;
+      for (const e of entries) bound += 4 + 3 * e.json.length;
+      if (bound > this.slab.length) this.slab = Buffer.allocUnsafeSlow(Math.max(bound, 2 * this.slab.length));
+      const slab = this.slab;
+      leaves = Buffer.allocUnsafeSlow(32 * entries.length);
       let off = 0;
-      for (const e of entries) {
-        const n = packed.write(e.json, off + 4, "utf8");
-        packed.writeUInt32BE(n, off);
+      for (let i = 0; i < entries.length; i++) {
+        const n = slab.write((entries[i] as Entry).json, off + 4, "utf8");
+        slab.writeUInt32BE(n, off);
+        this.hasher.hashInto(slab, off + 4, off + 4 + n, leaves, 32 * i);
         off += 4 + n;
       }
+      const packed = new Uint8Array(slab.subarray(0, off));
+      if (slab.length > MAX_SLAB) this.slab = Buffer.allocUnsafeSlow(MAX_SLAB);
       msg.firstSeq = (entries[0] as Entry).seq;
-      msg.records = packed.subarray(0, off);
-      transfer.push(packed.buffer as ArrayBuffer);
+      msg.records = packed;
+      msg.leaves = leaves;
+      transfer.push(packed.buffer as ArrayBuffer); // the leaves are copied: they answer the callers
     }
     if (checkpoints.length > 0) {
       msg.checkpoints = checkpoints.map((c) => ({ size: c.size, note: c.note, created: c.created }));
     }
-    this.inflight = { id: this.commitId, entries, checkpoints };
+    this.inflight.push({ id: this.commitId, entries, checkpoints, leaves });
+    this.inflightEntries += entries.length;
     this.worker.post(msg, transfer);
   }
 
@@ -323,12 +357,13 @@ class WardenAuditLog implements AuditLog {
       this.closeWaiter?.(r);
       return;
     }
-    const batch = this.inflight;
+    const batch = this.inflight[0];
     if (!batch || r.op === "opened" || r.id !== batch.id) {
       this.fail(new AuditStoreError("audit writer thread answered out of order"));
       return;
     }
-    this.inflight = null;
+    this.inflight.shift();
+    this.inflightEntries -= batch.entries.length;
     if (r.op === "error") {
       const err = new AuditStoreError(
         `${r.message}; the audit log refuses further appends until it is reopened`,
@@ -343,10 +378,19 @@ class WardenAuditLog implements AuditLog {
     this.stats.records += batch.entries.length;
     this.stats.checkpoints += batch.checkpoints.length;
     for (const c of batch.checkpoints) this.lastCheckpoint = c;
-    const leaves = Buffer.from(r.leaves.buffer, r.leaves.byteOffset, r.leaves.byteLength);
+    const hex = batch.leaves?.toString("hex") ?? "";
     batch.entries.forEach((e, i) => {
-      e.resolve({ seq: e.seq, leafHash: leaves.toString("hex", i * 32, i * 32 + 32), id: e.id, time: e.time });
+      e.resolve({ seq: e.seq, leafHash: hex.slice(i * 64, i * 64 + 64), id: e.id, time: e.time });
     });
+    // The callers just answered will likely append again at once. With a thread, the next
+    // commit leaves as soon as half of them and those still in flight have, so that the
+    // writer syncs one group while this thread encodes the next: two groups alternate
+    // instead of everyone waiting on one commit and then on one encoding pass. Small
+    // groups are not split: encoding them takes less time than a commit's fixed cost.
+    if (this.worker.depth > 1) {
+      const callers = batch.entries.length + this.inflightEntries;
+      this.eager = callers >= 2 * MIN_SPLIT ? Math.ceil(callers / 2) : Number.POSITIVE_INFINITY;
+    }
     if (this.durable.size - Math.max(this.queuedCheckpointSize, 0) >= this.everyRecords) this.queueCheckpoint();
     if (this.pending.length > 0 || this.pendingCheckpoints.length > 0) this.schedule();
     else this.notifyDrained();
@@ -362,7 +406,8 @@ class WardenAuditLog implements AuditLog {
   }
 
   private notifyDrained(): void {
-    if (this.inflight || this.scheduled || this.pending.length > 0 || this.pendingCheckpoints.length > 0) return;
+    if (this.inflight.length > 0 || this.scheduled || this.pending.length > 0 || this.pendingCheckpoints.length > 0)
+      return;
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of waiters) w.resolve();
@@ -384,8 +429,9 @@ class WardenAuditLog implements AuditLog {
     this.pending = [];
     this.pendingCheckpoints = [];
     for (const e of pending) e.reject(err);
-    if (this.inflight) for (const e of this.inflight.entries) e.reject(err);
-    this.inflight = null;
+    for (const batch of this.inflight) for (const e of batch.entries) e.reject(err);
+    this.inflight = [];
+    this.inflightEntries = 0;
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of waiters) w.reject(err);

@@ -56,6 +56,16 @@ export class LeafHasher {
     this.scratch.set(data, 1);
     return sha256(this.scratch.subarray(0, data.length + 1));
   }
+
+  /** Hashes data[start, end) as a leaf into out at `at`, and returns that view of out. */
+  hashInto(data: Buffer, start: number, end: number, out: Buffer, at: number): Buffer {
+    const n = end - start;
+    if (n + 1 > this.scratch.length) this.scratch = Buffer.allocUnsafe(2 * (n + 1));
+    this.scratch[0] = 0;
+    data.copy(this.scratch, 1, start, end);
+    out.write(hash("sha256", this.scratch.subarray(0, n + 1), "binary"), at, HASH_SIZE, "latin1");
+    return out.subarray(at, at + HASH_SIZE);
+  }
 }
 
 /** The largest power of two strictly below n (n ≥ 2). */

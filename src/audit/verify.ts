@@ -5,7 +5,7 @@
 // The result names the first bad record or checkpoint and what is wrong with it.
 import { readFileSync } from "node:fs";
 import { loadPublicKey } from "../keys/keys.js";
-import type { AuditStore, Head } from "../store/audit-store.js";
+import { type AuditStore, type Head, splitSegment } from "../store/audit-store.js";
 import { CompactRange, LeafHasher } from "./merkle.js";
 import {
   ed25519Verifier,
@@ -249,12 +249,11 @@ export interface TreeScan {
   problems: VerifyProblem[];
 }
 
+/** A record as read: [seq or line number, bytes, stored leaf hash]; or a problem the reader found. */
+export type ScanRow = [number, Buffer, Buffer | undefined] | VerifyProblem;
+
 /** Reads the records in order, checking each and rebuilding the tree (the sequential path). */
-export function scanRecords(
-  rows: Iterable<[number, Buffer, Buffer | undefined]>,
-  storedSeq: boolean,
-  sizes: Set<number>,
-): TreeScan {
+export function scanRecords(rows: Iterable<ScanRow>, storedSeq: boolean, sizes: Set<number>): TreeScan {
   const problems: VerifyProblem[] = [];
   const add = (p: VerifyProblem) => {
     if (problems.length < MAX_PROBLEMS) problems.push(p);
@@ -265,7 +264,12 @@ export function scanRecords(
   if (sizes.has(0)) rootsAt.set(0, range.root());
   let position = 0;
   let expected = 0;
-  for (const [key, bytes, leaf] of rows) {
+  for (const row of rows) {
+    if (!Array.isArray(row)) {
+      add(row);
+      continue;
+    }
+    const [key, bytes, leaf] = row;
     // In the database a record is named by its stored seq; in an export, by its line.
     const id = storedSeq ? key : position;
     const label = storedSeq ? `record ${key}` : `line ${position + 1} (seq ${position})`;
@@ -277,6 +281,13 @@ export function scanRecords(
           key === expected + 1
             ? `record ${expected} is missing (the next record is ${key})`
             : `records ${expected}–${key - 1} are missing (the next record is ${key})`,
+      });
+    }
+    if (storedSeq && key < expected) {
+      add({
+        kind: "reordered",
+        seq: key,
+        message: `record ${key} is stored twice (the records stored from ${key} overlap the ones before): records were inserted`,
       });
     }
     expected = key + 1;
@@ -337,10 +348,29 @@ export function storeSource(
         const fast = await scanParallel(store.dir, total, sizes, parallel.chunkHeight);
         if (fast && agrees(fast, expected, head)) return fast;
       }
-      return scanRecords(store.iterate(), true, sizes);
+      return scanRecords(storeRows(store), true, sizes);
     },
     head,
   };
+}
+
+/** The database's records in order; a stored segment that does not hold together is reported first. */
+function* storeRows(store: AuditStore): Generator<ScanRow> {
+  for (const segment of store.segments()) {
+    const { first, count, leaves } = segment;
+    const { records, damage } = splitSegment(segment);
+    if (damage !== null) {
+      const which = count === 1 ? `record ${first}` : `records ${first}–${first + count - 1}`;
+      yield {
+        kind: "malformed",
+        seq: first,
+        message: `${which} (stored together by one commit): the stored segment does not hold together (${damage}) — edited`,
+      };
+    }
+    for (let i = 0; i < records.length; i++) {
+      yield [first + i, records[i] as Buffer, leaves.subarray(32 * i, 32 * i + 32)];
+    }
+  }
 }
 
 /** Whether a fast scan found nothing to report: every signed root and the tree head match. */

@@ -17,7 +17,7 @@ import {
   verifyInclusion,
 } from "../audit/merkle.js";
 import { keyLabel, NoteError, openCheckpoint, parseCheckpointText, parseNote, strictBase64 } from "../audit/note.js";
-import { parseRecord, RECORD_TYPES } from "../audit/record.js";
+import { type AuditRecord, parseRecord, RECORD_TYPES } from "../audit/record.js";
 import {
   fileSource,
   loadVerifiers,
@@ -121,7 +121,10 @@ export async function auditCommand(args: string[], io: CliIO): Promise<number> {
         throw new UsageError(`unknown command "audit ${sub}"; run warden audit --help`);
     }
   } catch (err) {
-    if (err instanceof KeyError || err instanceof NoteError) throw new UsageError(err.message);
+    // A store error here is the data directory's (a damaged segment, a missing record): verify names it.
+    if (err instanceof KeyError || err instanceof NoteError || err instanceof AuditStoreError) {
+      throw new UsageError(err.message);
+    }
     throw err;
   }
 }
@@ -426,23 +429,33 @@ function timeArg(value: string, name: string): string {
   return new Date(ms).toISOString();
 }
 
-/** SQL over the stored JSON for the filter options. */
-function filterSql(values: Record<string, unknown>): { where: string; params: unknown[]; filtered: boolean } {
-  const conds: string[] = [];
-  const params: unknown[] = [];
-  const j = (path: string) => `json_extract(CAST(record AS TEXT), '${path}')`;
-  const eq: [string, string][] = [
-    ["agent", "$.agent.name"],
-    ["user", "$.user.id"],
-    ["server", "$.server"],
-    ["tool", "$.tool"],
-    ["decision", "$.decision"],
-    ["type", "$.type"],
+interface RecordFilter {
+  /** Whether any filter option was given. */
+  filtered: boolean;
+  match(bytes: Buffer): boolean;
+}
+
+/**
+ * The filter options as a test on stored records. Records are canonical JSON, so a
+ * record whose member has a value contains `"member":<that value's JSON>`: a record
+ * without every such needle is skipped unparsed; the others are parsed and checked.
+ */
+function recordFilter(values: Record<string, unknown>): RecordFilter {
+  const checks: ((r: AuditRecord) => boolean)[] = [];
+  const needles: Buffer[] = [];
+  const eq: [string, string, (r: AuditRecord) => unknown][] = [
+    ["agent", "name", (r) => r.agent?.name],
+    ["user", "id", (r) => r.user?.id],
+    ["server", "server", (r) => r.server],
+    ["tool", "tool", (r) => r.tool],
+    ["decision", "decision", (r) => r.decision],
+    ["type", "type", (r) => r.type],
   ];
-  for (const [opt, path] of eq) {
-    if (typeof values[opt] === "string") {
-      conds.push(`${j(path)} = ?`);
-      params.push(values[opt]);
+  for (const [opt, member, get] of eq) {
+    const want = values[opt];
+    if (typeof want === "string") {
+      checks.push((r) => get(r) === want);
+      needles.push(Buffer.from(`"${member}":${JSON.stringify(want)}`));
     }
   }
   if (typeof values.decision === "string" && !["allow", "deny", "require_approval"].includes(values.decision)) {
@@ -452,14 +465,22 @@ function filterSql(values: Record<string, unknown>): { where: string; params: un
     throw new UsageError(`--type must be one of ${RECORD_TYPES.join(", ")}`);
   }
   if (typeof values.since === "string") {
-    conds.push(`${j("$.time")} >= ?`);
-    params.push(timeArg(values.since, "--since"));
+    const since = timeArg(values.since, "--since");
+    checks.push((r) => typeof r.time === "string" && r.time >= since);
   }
   if (typeof values.until === "string") {
-    conds.push(`${j("$.time")} < ?`);
-    params.push(timeArg(values.until, "--until"));
+    const until = timeArg(values.until, "--until");
+    checks.push((r) => typeof r.time === "string" && r.time < until);
   }
-  return { where: conds.join(" AND "), params, filtered: conds.length > 0 };
+  return {
+    filtered: checks.length > 0,
+    match(bytes) {
+      if (checks.length === 0) return true;
+      for (const n of needles) if (!bytes.includes(n)) return false;
+      const r = parseRecord(bytes.toString("utf8"));
+      return checks.every((c) => c(r));
+    },
+  };
 }
 
 async function writeOut(path: string | undefined, chunks: Iterable<string>, io: CliIO): Promise<void> {
@@ -488,21 +509,19 @@ async function exportLog(args: string[], io: CliIO): Promise<number> {
   const format = values.format;
   if (format !== "jsonl" && format !== "csv" && format !== "ocsf")
     throw new UsageError("export needs --format jsonl, csv or ocsf");
-  const { where, params, filtered } = filterSql(values);
+  const filter = recordFilter(values);
+  const filtered = filter.filtered;
   const store = openReader(values["data-dir"] as string | undefined);
   try {
     store.db.exec("BEGIN");
     const checkpoints = store.checkpoints();
     const origin = store.meta().origin ?? "";
     const output = values.output as string | undefined;
-    const rows = store.db
-      .prepare(`SELECT record FROM records${where ? ` WHERE ${where}` : ""} ORDER BY seq`)
-      .raw(true)
-      .iterate(...params) as IterableIterator<[Buffer]>;
     const pv = version();
     function* lines(): Generator<string> {
       if (format === "csv") yield csvHeader();
-      for (const [bytes] of rows) {
+      for (const [, bytes] of store.iterate()) {
+        if (!filter.match(bytes)) continue;
         if (format === "jsonl") yield `${bytes.toString("utf8")}\n`;
         else if (format === "csv") yield csvRow(parseRecord(bytes.toString("utf8")));
         else yield `${JSON.stringify(toOcsf(parseRecord(bytes.toString("utf8")), origin, pv))}\n`;
@@ -548,10 +567,16 @@ function query(args: string[], io: CliIO): number {
   noPositionals(positionals);
   const render = rowFormat(values);
   const limit = intArg(values.limit, "--limit") ?? 1000;
-  const { where, params } = filterSql(values);
+  const filter = recordFilter(values);
   const store = openReader(values["data-dir"] as string | undefined);
   try {
-    for (const [, bytes] of store.query(where, params, "ASC", limit)) io.stdout(render(bytes));
+    let printed = 0;
+    for (const [, bytes] of store.iterate()) {
+      if (printed >= limit) break;
+      if (!filter.match(bytes)) continue;
+      io.stdout(render(bytes));
+      printed++;
+    }
     return EXIT.ok;
   } finally {
     store.close();
@@ -570,20 +595,32 @@ async function tail(args: string[], io: CliIO): Promise<number> {
   const render = rowFormat(values);
   const n = intArg(values.lines, "-n") ?? 10;
   const interval = intArg(values.interval, "--interval") ?? 250;
-  const { where, params } = filterSql(values);
+  const filter = recordFilter(values);
   const store = openReader(values["data-dir"] as string | undefined);
   try {
-    const last = store.query(where, params, "DESC", n).reverse();
-    for (const [, bytes] of last) io.stdout(render(bytes));
+    const last: Buffer[] = [];
+    let next: number;
+    store.db.exec("BEGIN"); // the last n and where to follow on from, from one snapshot
+    try {
+      next = store.recordCount();
+      if (n > 0) {
+        for (const [, bytes] of store.iterateBackwards(next)) {
+          if (!filter.match(bytes)) continue;
+          last.push(bytes);
+          if (last.length >= n) break;
+        }
+      }
+    } finally {
+      store.db.exec("COMMIT");
+    }
+    for (const bytes of last.reverse()) io.stdout(render(bytes));
     if (!values.follow) return EXIT.ok;
-    let after = last.at(-1)?.[0] ?? store.recordCount() - 1;
     // Runs until the process is interrupted.
     for (;;) {
       await new Promise((r) => setTimeout(r, interval));
-      const more = store.query(where ? `seq > ? AND ${where}` : "seq > ?", [after, ...params], "ASC", 10_000);
-      for (const [seq, bytes] of more) {
-        io.stdout(render(bytes));
-        after = seq;
+      for (const [seq, bytes] of store.iterate(next)) {
+        if (filter.match(bytes)) io.stdout(render(bytes));
+        next = seq + 1;
       }
     }
   } finally {

@@ -3,6 +3,11 @@
 // stable storage when COMMIT returns. One transaction per group of records keeps
 // the records, the tree head and any new checkpoints consistent with each other.
 //
+// The records of one commit are stored together, as one row (a segment): their
+// bytes, each with a length prefix, and their leaf hashes, keyed by the first
+// record's seq. One insert per commit instead of one per record; readers still
+// see records (iterate, record, leafHashes).
+//
 // Also here: the writer's lock file, and a reader for SQLite's WAL file that tells,
 // before SQLite opens (and silently repairs) the database, whether the previous
 // writer died with a torn or uncommitted tail.
@@ -12,7 +17,8 @@ import Database from "better-sqlite3";
 
 export const DB_FILE = "audit.db";
 export const LOCK_FILE = "audit.lock";
-export const FORMAT = "warden-audit-log/1";
+/** The on-disk format, kept in meta; a database of another format is refused, never guessed at. */
+export const FORMAT = "warden-audit-log/2";
 
 export class AuditStoreError extends Error {
   override name = "AuditStoreError";
@@ -23,6 +29,65 @@ export class AuditStoreError extends Error {
     super(message);
   }
 }
+
+/** The records of one commit: seq `first` to `first + count - 1`. */
+export interface Segment {
+  first: number;
+  count: number;
+  /** Each record as a 4-byte big-endian length followed by its bytes. */
+  records: Buffer;
+  /** The records' leaf hashes, 32 bytes each, in order. */
+  leaves: Buffer;
+}
+
+/** Packs records as a segment's records blob. */
+export function packRecords(records: readonly Uint8Array[]): Buffer {
+  let total = 0;
+  for (const r of records) total += 4 + r.length;
+  const out = Buffer.allocUnsafe(total);
+  let off = 0;
+  for (const r of records) {
+    out.writeUInt32BE(r.length, off);
+    out.set(r, off + 4);
+    off += 4 + r.length;
+  }
+  return out;
+}
+
+/**
+ * A segment's records, as views into its blob. `damage` says why the segment does
+ * not hold together (framing, count or leaf hashes disagree); the records framed
+ * before the damage are still returned.
+ */
+export function splitSegment(segment: Segment): { records: Buffer[]; damage: string | null } {
+  const { records: blob, count, leaves } = segment;
+  const records: Buffer[] = [];
+  let off = 0;
+  let damage: string | null = null;
+  while (off < blob.length) {
+    if (off + 4 > blob.length) {
+      damage = `${blob.length - off} stray byte(s) after record ${segment.first + records.length - 1}`;
+      break;
+    }
+    const len = blob.readUInt32BE(off);
+    if (off + 4 + len > blob.length) {
+      damage = `record ${segment.first + records.length} claims ${len} bytes, more than the segment holds`;
+      break;
+    }
+    records.push(blob.subarray(off + 4, off + 4 + len));
+    off += 4 + len;
+  }
+  if (damage === null && records.length !== count) {
+    damage = `it holds ${records.length} record(s) but says ${count}`;
+  }
+  if (damage === null && leaves.length !== 32 * count) {
+    damage = `it has ${leaves.length} bytes of leaf hashes for ${count} record(s)`;
+  }
+  return { records, damage };
+}
+
+type SegmentRow = [number, number, Buffer, Buffer];
+const toSegment = (r: SegmentRow): Segment => ({ first: r[0], count: r[1], records: r[2], leaves: r[3] });
 
 export interface StoredCheckpoint {
   /** Position in the checkpoint list, from 1. */
@@ -58,7 +123,7 @@ export interface Recovery {
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
-CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, leaf BLOB NOT NULL, record BLOB NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS segments (first INTEGER PRIMARY KEY, count INTEGER NOT NULL, records BLOB NOT NULL, leaves BLOB NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS checkpoints (n INTEGER PRIMARY KEY, size INTEGER NOT NULL, note TEXT NOT NULL, created TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 0), size INTEGER NOT NULL, range BLOB NOT NULL) STRICT;
 `;
@@ -184,6 +249,22 @@ function takeLock(dir: string): number | null {
   throw new AuditStoreError(`cannot take the writer lock ${path}`, "ELOCKED");
 }
 
+/** The meta of a database in this format; anything else is refused with a reason. */
+function checkFormat(
+  dbPath: string,
+  tables: string[],
+  meta: () => Record<string, string | undefined>,
+): Record<string, string | undefined> {
+  const m = tables.includes("meta") ? meta() : {};
+  if (m.format === FORMAT) return m;
+  if (m.format === undefined) throw new AuditStoreError(`${dbPath} is not a Warden audit log`, "EFORMAT");
+  throw new AuditStoreError(
+    `${dbPath} is an audit log in format "${m.format}"; this version of Warden reads and writes only "${FORMAT}". ` +
+      "Verify or export it with the version that wrote it, and give this one a new data directory.",
+    "EFORMAT",
+  );
+}
+
 // ---------------------------------------------------------------------------
 
 export interface WriterOptions {
@@ -224,17 +305,18 @@ export class AuditStore {
       }
       const store = new AuditStore(dir, db, true);
       const origin = db.transaction(() => {
-        db?.exec(SCHEMA);
-        const meta = store.meta();
-        if (meta.format === undefined) {
-          const ins = db?.prepare("INSERT INTO meta (key, value) VALUES (?, ?)");
-          ins?.run("format", FORMAT);
-          ins?.run("origin", options.origin);
-          ins?.run("created", new Date().toISOString());
-          db?.prepare("INSERT INTO head (id, size, range) VALUES (0, 0, ?)").run(Buffer.alloc(8));
+        const d = db as Database.Database;
+        const tables = d.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
+        if (tables.length === 0) {
+          d.exec(SCHEMA);
+          const ins = d.prepare("INSERT INTO meta (key, value) VALUES (?, ?)");
+          ins.run("format", FORMAT);
+          ins.run("origin", options.origin);
+          ins.run("created", new Date().toISOString());
+          d.prepare("INSERT INTO head (id, size, range) VALUES (0, 0, ?)").run(Buffer.alloc(8));
           return options.origin;
         }
-        if (meta.format !== FORMAT) throw new AuditStoreError(`${dbPath} is not a ${FORMAT} database (${meta.format})`);
+        const meta = checkFormat(dbPath, tables, () => store.meta());
         return meta.origin as string;
       })();
       store.checkHead();
@@ -259,8 +341,8 @@ export class AuditStore {
       const db = new Database(dbPath, { readonly: true, fileMustExist: true });
       db.pragma("busy_timeout = 10000");
       const store = new AuditStore(dir, db, false);
-      const meta = store.meta();
-      if (meta.format !== FORMAT) throw new AuditStoreError(`${dbPath} is not a ${FORMAT} database`);
+      const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
+      checkFormat(dbPath, tables, () => store.meta());
       return store;
     } catch (err) {
       throw err instanceof AuditStoreError ? err : storeError(err, `cannot open ${dbPath}`);
@@ -278,10 +360,12 @@ export class AuditStore {
     return row;
   }
 
-  /** Number of records: one past the highest seq (gaps are verify's business). */
+  /** Number of records: one past the end of the last segment (gaps are verify's business). */
   recordCount(): number {
-    const row = this.db.prepare("SELECT max(seq) AS m FROM records").get() as { m: number | null };
-    return row.m === null ? 0 : row.m + 1;
+    const row = this.db.prepare("SELECT first + count FROM segments ORDER BY first DESC LIMIT 1").pluck().get() as
+      | number
+      | undefined;
+    return row ?? 0;
   }
 
   /** The head must describe exactly the records stored; the writer refuses to extend anything else. */
@@ -296,29 +380,26 @@ export class AuditStore {
     }
   }
 
-  private insertRecord?: Database.Statement;
+  private insertSegment?: Database.Statement;
   private updateHead?: Database.Statement;
   private insertCheckpoint?: Database.Statement;
   private commitTx?: (batch: CommitBatch) => void;
 
-  /**
-   * Durably stores a batch in one transaction: records (seq from firstSeq, as
-   * [record bytes, leaf hash]), the new tree head, and checkpoints.
-   */
+  /** Durably stores a batch in one transaction: a segment of records, the new tree head, and checkpoints. */
   commit(batch: CommitBatch): void {
     if (!this.writer) throw new AuditStoreError("audit store opened read-only");
     if (!this.commitTx) {
-      this.insertRecord = this.db.prepare("INSERT INTO records (seq, leaf, record) VALUES (?, ?, ?)");
+      this.insertSegment = this.db.prepare("INSERT INTO segments (first, count, records, leaves) VALUES (?, ?, ?, ?)");
       this.updateHead = this.db.prepare("UPDATE head SET size = ?, range = ? WHERE id = 0");
       this.insertCheckpoint = this.db.prepare(
         "INSERT INTO checkpoints (n, size, note, created) VALUES ((SELECT coalesce(max(n), 0) + 1 FROM checkpoints), ?, ?, ?)",
       );
-      const ins = this.insertRecord;
+      const ins = this.insertSegment;
       const upd = this.updateHead;
       const cp = this.insertCheckpoint;
       this.commitTx = this.db.transaction((b: CommitBatch) => {
-        let seq = b.firstSeq;
-        for (const [record, leaf] of b.records ?? []) ins.run(seq++, leaf, record);
+        const s = b.segment;
+        if (s) ins.run(s.first, s.count, s.records, s.leaves);
         if (b.head) upd.run(b.head.size, b.head.range);
         for (const c of b.checkpoints ?? []) cp.run(c.size, c.note, c.created);
       });
@@ -342,40 +423,78 @@ export class AuditStore {
     );
   }
 
-  /** Rows [seq, record, leaf] in seq order, from `from` (inclusive) to `to` (exclusive). */
-  iterate(from = 0, to = Number.MAX_SAFE_INTEGER): IterableIterator<[number, Buffer, Buffer]> {
-    return this.db
-      .prepare("SELECT seq, record, leaf FROM records WHERE seq >= ? AND seq < ? ORDER BY seq")
+  /** The stored segments that hold records in [from, to), in order, unchecked (verify reads these). */
+  *segments(from = 0, to = Number.MAX_SAFE_INTEGER): Generator<Segment> {
+    const rows = this.db
+      .prepare(
+        "SELECT first, count, records, leaves FROM segments WHERE first >= coalesce((SELECT max(first) FROM segments WHERE first <= ?), 0) AND first < ? ORDER BY first",
+      )
       .raw(true)
-      .iterate(from, to) as IterableIterator<[number, Buffer, Buffer]>;
+      .iterate(from, to) as IterableIterator<SegmentRow>;
+    for (const row of rows) yield toSegment(row);
   }
 
-  /** Rows whose record satisfies an SQL condition over json_extract(record, ...). */
-  query(where: string, params: unknown[], order: "ASC" | "DESC", limit: number): [number, Buffer][] {
-    const sql = `SELECT seq, record FROM records${where ? ` WHERE ${where}` : ""} ORDER BY seq ${order} LIMIT ?`;
-    return this.db
-      .prepare(sql)
+  /** A segment's records; a damaged segment is an error here (verify names it). */
+  private recordsOf(segment: Segment): Buffer[] {
+    const { records, damage } = splitSegment(segment);
+    if (damage !== null) {
+      throw new AuditStoreError(
+        `audit store: the records stored from seq ${segment.first} are damaged (${damage}); run warden audit verify`,
+        "EDAMAGED",
+      );
+    }
+    return records;
+  }
+
+  /** Records [seq, record, leaf] in seq order, from `from` (inclusive) to `to` (exclusive). */
+  *iterate(from = 0, to = Number.MAX_SAFE_INTEGER): Generator<[number, Buffer, Buffer]> {
+    for (const segment of this.segments(from, to)) {
+      const records = this.recordsOf(segment);
+      for (let i = 0; i < records.length; i++) {
+        const seq = segment.first + i;
+        if (seq < from) continue;
+        if (seq >= to) return;
+        yield [seq, records[i] as Buffer, segment.leaves.subarray(32 * i, 32 * i + 32)];
+      }
+    }
+  }
+
+  /** Records [seq, record] before `before`, newest first (tail). */
+  *iterateBackwards(before = Number.MAX_SAFE_INTEGER): Generator<[number, Buffer]> {
+    const rows = this.db
+      .prepare("SELECT first, count, records, leaves FROM segments WHERE first < ? ORDER BY first DESC")
       .raw(true)
-      .all(...params, limit) as [number, Buffer][];
+      .iterate(before) as IterableIterator<SegmentRow>;
+    for (const row of rows) {
+      const segment = toSegment(row);
+      const records = this.recordsOf(segment);
+      for (let i = records.length - 1; i >= 0; i--) {
+        const seq = segment.first + i;
+        if (seq < before) yield [seq, records[i] as Buffer];
+      }
+    }
   }
 
   record(seq: number): Buffer | undefined {
-    const row = this.db.prepare("SELECT record FROM records WHERE seq = ?").raw(true).get(seq) as [Buffer] | undefined;
-    return row?.[0];
+    const row = this.db
+      .prepare("SELECT first, count, records, leaves FROM segments WHERE first <= ? ORDER BY first DESC LIMIT 1")
+      .raw(true)
+      .get(seq) as SegmentRow | undefined;
+    if (!row) return undefined;
+    const segment = toSegment(row);
+    return seq - segment.first < segment.count ? this.recordsOf(segment)[seq - segment.first] : undefined;
   }
 
   /** The leaf hashes of records [0, size), packed 32 bytes each. */
   leafHashes(size: number): Buffer {
     const out = Buffer.allocUnsafe(size * 32);
     let i = 0;
-    for (const [seq, leaf] of this.db
-      .prepare("SELECT seq, leaf FROM records WHERE seq < ? ORDER BY seq")
-      .raw(true)
-      .iterate(size) as IterableIterator<[number, Buffer]>) {
-      if (seq !== i || leaf.length !== 32)
+    for (const { first, count, leaves } of this.segments(0, size)) {
+      if (first !== i || count < 1 || leaves.length !== 32 * count)
         throw new AuditStoreError(`audit store: record ${i} is missing or damaged; run warden audit verify`);
-      leaf.copy(out, i * 32);
-      i++;
+      const n = Math.min(count, size - i);
+      leaves.copy(out, i * 32, 0, n * 32);
+      i += n;
     }
     if (i !== size)
       throw new AuditStoreError(`audit store: only ${i} of ${size} records are present; run warden audit verify`);
@@ -390,8 +509,7 @@ export class AuditStore {
 }
 
 export interface CommitBatch {
-  firstSeq: number;
-  records?: [Buffer, Buffer][];
+  segment?: Segment;
   head?: Head;
   checkpoints?: { size: number; note: string; created: string }[];
 }

@@ -27,7 +27,8 @@ if (process.env.WARDEN_CRASH_DIR) {
     checkpointEvery: { records: 200, seconds: 0.05 },
   });
   process.stdout.write("ready\n");
-  const writers = Array.from({ length: 24 }, async (_, w) => {
+  // 64 writers: enough that the log splits them into two groups with two commits in flight.
+  const writers = Array.from({ length: 64 }, async (_, w) => {
     for (let i = 0; ; i++) {
       const a = await log.append({
         type: "decision",

@@ -88,6 +88,36 @@ describe("failing store", () => {
     await assertIntact(dir, forwarded.length);
   });
 
+  it("with two commits in flight (64 closed-loop callers), the one queued behind a failed commit fails too", async () => {
+    const dir = join(root, "pipelined");
+    const log = await openAuditLog({ dataDir: dir, warn: () => {}, maxBytes: 512 * 1024 });
+    const forwarded: number[] = [];
+    let denied = 0;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (!log.failure) {
+          if ((await gatedCall(log, next++, forwarded)) === "denied") denied++;
+        }
+      }),
+    );
+    assert.ok(log.failure instanceof AuditStoreError);
+    assert.ok(denied >= 1);
+    // The callers were split into two alternating commits (one syncing, one queued).
+    assert.ok(log.stats.commits > 4 && log.stats.records / log.stats.commits < 48, JSON.stringify(log.stats));
+    await log.close();
+    // Exactly the acknowledged records are in the log: nothing queued behind the failure landed.
+    const store = AuditStore.openReader(dir);
+    try {
+      const seqs = [...store.iterate()].map(([seq]) => seq);
+      assert.equal(seqs.length, forwarded.length);
+      assert.equal(seqs.length, log.stats.records);
+    } finally {
+      store.close();
+    }
+    await assertIntact(dir, forwarded.length);
+  });
+
   it("rejects appends on a file system that is really full (tmpfs), and the caller denies", async (t) => {
     if (process.platform !== "linux") {
       t.skip("needs Linux tmpfs");

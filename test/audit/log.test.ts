@@ -108,6 +108,29 @@ describe("audit log", () => {
     assert.equal(r.uncovered, 0);
   });
 
+  it("overlaps encoding with commits: 64 closed-loop callers settle into two alternating groups", async () => {
+    for (const writerThread of [true, false]) {
+      const dir = fresh();
+      const log = await openAuditLog({ dataDir: dir, warn: quiet, writerThread });
+      const acked = new Set<number>();
+      await Promise.all(
+        Array.from({ length: 64 }, async (_, w) => {
+          for (let i = 0; i < 20; i++) acked.add((await log.append(event(w * 100 + i))).seq);
+        }),
+      );
+      const perCommit = log.stats.records / log.stats.commits;
+      await log.close();
+      assert.equal(acked.size, 1280);
+      // With a thread, one group syncs while the next is encoded (about 32 each); inline
+      // there is nothing to overlap, so everyone shares one commit.
+      if (writerThread) assert.ok(perCommit >= 16 && perCommit <= 40, `${perCommit} records per commit`);
+      else assert.ok(perCommit >= 60, `${perCommit} records per commit`);
+      const r = await verifyDir(dir);
+      assert.ok(r.ok, r.problems[0]?.message);
+      assert.equal(r.records, 1280);
+    }
+  });
+
   it("works the same with SQLite inline on the caller's thread (writerThread: false)", async () => {
     const dir = fresh();
     const log = await openAuditLog({ dataDir: dir, warn: quiet, writerThread: false });

@@ -11,6 +11,7 @@ import {
   checkEvent,
   decisionEvent,
   encodeRecord,
+  type PolicyRef,
   parseRecord,
   REDACTED,
   recordSeq,
@@ -79,6 +80,84 @@ describe("record encoding", () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it("writes agent, user, trace, rule and policy as canonicalJson does, whatever they hold (property)", () => {
+    // These members are written by hand in their common shape; anything else (other types,
+    // extra or undefined members, strings that need escaping) must still come out canonical.
+    const text = fc.oneof(fc.string(), fc.string({ unit: "binary" }), fc.constantFrom('a"b', "\u00e9", "\ud83d\ude00"));
+    const extra = fc.option(fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 2 }), {
+      nil: undefined,
+    });
+    const maybe = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
+    const other = fc.oneof(text, fc.integer(), fc.constant(null), fc.constant(undefined), fc.double());
+    fc.assert(
+      fc.property(
+        fc.record({
+          agent: fc.oneof(
+            fc.record({ name: text, model: maybe(text), vendor: maybe(text) }),
+            fc.record({ name: other, model: other }),
+          ),
+          user: fc.oneof(
+            fc.record({ id: maybe(text), groups: maybe(fc.array(text, { maxLength: 3 })) }),
+            fc.record({ id: other, groups: fc.oneof(fc.array(other, { maxLength: 2 }), other) }),
+          ),
+          trace: fc.record({ traceId: text, spanId: text, parentSpanId: fc.oneof(maybe(text), fc.constant(null)) }),
+          rule: fc.oneof(
+            fc.record({ index: fc.integer(), name: fc.oneof(text, fc.constant(null)) }),
+            fc.record({ index: fc.oneof(fc.double(), other), name: other }),
+          ),
+          policy: fc.record({ name: fc.oneof(text, fc.constant(null)), version: fc.oneof(text, fc.constant(null)) }),
+          extra,
+          where: fc.constantFrom("agent", "user", "trace", "rule"),
+        }),
+        (x) => {
+          const e = {
+            ...base,
+            agent: x.agent,
+            user: x.user,
+            trace: x.trace,
+            rule: x.rule,
+            policy: x.policy,
+          } as AuditEvent;
+          if (x.extra) Object.assign(e[x.where] as object, x.extra);
+          const members = ["agent", "user", "trace", "rule"] as const;
+          const expected: Record<string, string> = {};
+          try {
+            for (const m of members) expected[m] = canonicalJson(e[m]);
+            const p = e.policy as PolicyRef;
+            expected.policy = canonicalJson({ bundle: null, name: p.name, set: null, version: p.version });
+          } catch {
+            // Not I-JSON: the record must be refused.
+            assert.throws(() => buildRecord(e, 1, 0, { mode: "digest" }), { name: "CanonicalJsonError" });
+            return;
+          }
+          const { json } = buildRecord(e, 1, 0, { mode: "digest" });
+          const parsed = parseRecord(json) as unknown as Record<string, unknown>;
+          assert.equal(json, canonicalJson(parsed));
+          for (const [m, want] of Object.entries(expected)) assert.equal(canonicalJson(parsed[m]), want, m);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("reuses the policy member of the previous record only when its members are the same strings", () => {
+    const policyOf = (e: AuditEvent) => parseRecord(buildRecord(e, 0, 0, { mode: "digest" }).json).policy;
+    const p = { name: "p", version: "sha256:1", set: "sha256:2" };
+    assert.deepEqual(policyOf({ ...base, policy: p }), {
+      bundle: null,
+      name: "p",
+      set: "sha256:2",
+      version: "sha256:1",
+    });
+    assert.deepEqual(policyOf({ ...base, policy: { ...p, version: "sha256:3" } })?.version, "sha256:3");
+    // A member that is not a string is written afresh each time (it may have changed in place).
+    const odd = { tag: 1 };
+    const e = { ...base, policy: { ...p, bundle: odd as unknown as string } };
+    assert.deepEqual(policyOf(e)?.bundle, { tag: 1 });
+    odd.tag = 2;
+    assert.deepEqual(policyOf(e)?.bundle, { tag: 2 });
   });
 
   it("carries every §4 field, null when it does not apply", () => {

@@ -1,7 +1,8 @@
 // The tamper matrix: each way of altering a log on disk is caught by
 // `warden audit verify`, which exits 1 naming the first bad record or checkpoint
-// and what is wrong. The log is real (written by the AuditLog); the tampering
-// goes straight to the SQLite file, as an attacker with disk access would.
+// and what is wrong. The log is real (written by the AuditLog, five records per
+// commit, so five per stored segment); the tampering goes straight to the SQLite
+// file, as an attacker with disk access would.
 import assert from "node:assert/strict";
 import { createPrivateKey } from "node:crypto";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -16,7 +17,7 @@ import { loadVerifiers, storeSource, verifyLog } from "../../src/audit/verify.js
 import { scanParallel } from "../../src/audit/verify-parallel.js";
 import { main } from "../../src/cli/warden.js";
 import { generateKeyPair } from "../../src/keys/keys.js";
-import { AuditStore } from "../../src/store/audit-store.js";
+import { AuditStore, packRecords, type Segment, splitSegment } from "../../src/store/audit-store.js";
 
 const root = mkdtempSync(join(tmpdir(), "warden-tamper-"));
 const pristine = join(root, "pristine");
@@ -32,18 +33,27 @@ before(async () => {
     warn: () => {},
     checkpointEvery: { records: 10, seconds: 0 },
   });
-  for (let i = 0; i < 50; i++) {
-    await log.append({
-      type: "decision",
-      agent: { name: "agent" },
-      server: "fs",
-      tool: "read_file",
-      arguments: { path: `/tmp/${i}` },
-      decision: i % 3 === 0 ? "deny" : "allow",
-      enforced: true,
-      reason: `decision ${i}`,
-    });
+  for (let group = 0; group < 50; group += 5) {
+    const results = await Promise.all(
+      [0, 1, 2, 3, 4].map((k) =>
+        log.append({
+          type: "decision",
+          agent: { name: "agent" },
+          server: "fs",
+          tool: "read_file",
+          arguments: { path: `/tmp/${group + k}` },
+          decision: (group + k) % 3 === 0 ? "deny" : "allow",
+          enforced: true,
+          reason: `decision ${group + k}`,
+        }),
+      ),
+    );
+    assert.deepEqual(
+      results.map((r) => r.seq),
+      [0, 1, 2, 3, 4].map((k) => group + k),
+    );
   }
+  assert.equal(log.stats.commits, 10, "five records per commit, so five per segment");
   savedCheckpoint = (await log.checkpoint()).note;
   await log.close();
   pub = join(pristine, "keys", "log.pub");
@@ -78,15 +88,43 @@ async function verifyCli(...args: string[]): Promise<{ code: number; out: string
   return { code, out, err };
 }
 
-const recordOf = (db: Database.Database, seq: number) =>
-  (db.prepare("SELECT record FROM records WHERE seq = ?").get(seq) as { record: Buffer }).record;
+interface StoredSegment {
+  first: number;
+  records: Buffer[];
+  leaves: Buffer[];
+}
+
+/** The stored segment holding `seq`, split into its records and leaf hashes. */
+function segmentOf(db: Database.Database, seq: number): StoredSegment {
+  const row = db
+    .prepare("SELECT first, count, records, leaves FROM segments WHERE first <= ? ORDER BY first DESC LIMIT 1")
+    .get(seq) as { first: number; count: number; records: Buffer; leaves: Buffer };
+  const { records, damage } = splitSegment(row);
+  assert.equal(damage, null);
+  const leaves = records.map((_, i) => row.leaves.subarray(32 * i, 32 * i + 32));
+  return { first: row.first, records, leaves };
+}
+
+/** Writes a segment back (replacing the one starting at the same seq), as a careful attacker would. */
+function putSegment(db: Database.Database, s: StoredSegment): void {
+  db.prepare("INSERT OR REPLACE INTO segments (first, count, records, leaves) VALUES (?, ?, ?, ?)").run(
+    s.first,
+    s.records.length,
+    packRecords(s.records),
+    Buffer.concat(s.leaves),
+  );
+}
+
+const recordOf = (db: Database.Database, seq: number) => {
+  const s = segmentOf(db, seq);
+  return s.records[seq - s.first] as Buffer;
+};
 
 /** Rewrites the tree head to match the records, as a careful attacker would. */
 function fixHead(db: Database.Database): void {
   const range = CompactRange.empty();
-  for (const { record } of db.prepare("SELECT record FROM records ORDER BY seq").all() as { record: Buffer }[]) {
-    range.append(hashLeaf(record));
-  }
+  const rows = db.prepare("SELECT first, count, records, leaves FROM segments ORDER BY first").all() as Segment[];
+  for (const row of rows) for (const record of splitSegment(row).records) range.append(hashLeaf(record));
   db.prepare("UPDATE head SET size = ?, range = ? WHERE id = 0").run(range.size, range.serialize());
 }
 
@@ -96,35 +134,66 @@ const cases: { name: string; tamper: (db: Database.Database) => void; expect: Re
   {
     name: "one byte of one record changed",
     tamper: (db) => {
-      const r = Buffer.from(recordOf(db, 17));
-      const at = r.indexOf("decision 17");
-      r[at + 9] = "8".charCodeAt(0);
-      db.prepare("UPDATE records SET record = ? WHERE seq = 17").run(r);
+      // In place, in the stored bytes of its segment.
+      const { first } = segmentOf(db, 17);
+      const { records } = db.prepare("SELECT records FROM segments WHERE first = ?").get(first) as { records: Buffer };
+      const at = records.indexOf("decision 17");
+      assert.ok(at > 0);
+      records[at + 9] = "8".charCodeAt(0);
+      db.prepare("UPDATE segments SET records = ? WHERE first = ?").run(records, first);
     },
     expect: /^FAIL: record 17: its bytes do not match its leaf hash — the record was edited/,
   },
   {
-    name: "a record deleted",
+    name: "a record deleted (its segment rewritten without it)",
     tamper: (db) => {
-      db.prepare("DELETE FROM records WHERE seq = 23").run();
+      const s = segmentOf(db, 23);
+      s.records.splice(23 - s.first, 1);
+      s.leaves.splice(23 - s.first, 1);
+      putSegment(db, s);
     },
-    expect: /^FAIL: record 23 is missing \(the next record is 24\)/,
+    expect: /^FAIL: record 23 carries seq 24: records were reordered, removed or inserted/,
+  },
+  {
+    name: "the records of one commit deleted (a whole segment)",
+    tamper: (db) => {
+      db.prepare("DELETE FROM segments WHERE first = 20").run();
+    },
+    expect: /^FAIL: records 20–24 are missing \(the next record is 25\)/,
+  },
+  {
+    name: "a record inserted (an overlapping segment)",
+    tamper: (db) => {
+      const r = recordOf(db, 22);
+      putSegment(db, { first: 22, records: [r], leaves: [hashLeaf(r)] });
+    },
+    expect: /^FAIL: record 22 is stored twice .*: records were inserted/,
   },
   {
     name: "two records swapped",
     tamper: (db) => {
-      const a = db.prepare("SELECT record, leaf FROM records WHERE seq = 30").get() as { record: Buffer; leaf: Buffer };
-      const b = db.prepare("SELECT record, leaf FROM records WHERE seq = 31").get() as { record: Buffer; leaf: Buffer };
-      const upd = db.prepare("UPDATE records SET record = ?, leaf = ? WHERE seq = ?");
-      upd.run(b.record, b.leaf, 30);
-      upd.run(a.record, a.leaf, 31);
+      const s = segmentOf(db, 30);
+      assert.equal(s.first, 30);
+      s.records = [s.records[1], s.records[0], ...s.records.slice(2)] as Buffer[];
+      s.leaves = [s.leaves[1], s.leaves[0], ...s.leaves.slice(2)] as Buffer[];
+      putSegment(db, s);
     },
     expect: /^FAIL: record 30 carries seq 31: records were reordered, removed or inserted/,
   },
   {
+    name: "a segment's framing broken (a record's length changed)",
+    tamper: (db) => {
+      const { records } = db.prepare("SELECT records FROM segments WHERE first = 10").get() as { records: Buffer };
+      records.writeUInt32BE(records.readUInt32BE(0) + 1, 0);
+      db.prepare("UPDATE segments SET records = ? WHERE first = 10").run(records);
+    },
+    expect:
+      /^FAIL: records 10–14 \(stored together by one commit\): the stored segment does not hold together \(.*\) — edited/,
+  },
+  {
     name: "the tail truncated",
     tamper: (db) => {
-      db.prepare("DELETE FROM records WHERE seq >= 45").run();
+      db.prepare("DELETE FROM segments WHERE first >= 45").run();
       fixHead(db);
     },
     expect: /^FAIL: truncated: checkpoint #5 signs 50 records but the log has 45/,
@@ -139,11 +208,8 @@ const cases: { name: string; tamper: (db: Database.Database) => void; expect: Re
             .replace(/"decision \d+"/, '"nothing to see"'),
         ),
       );
-      db.prepare("DELETE FROM records WHERE seq >= 45").run();
-      const ins = db.prepare("INSERT INTO records (seq, leaf, record) VALUES (?, ?, ?)");
-      forged.forEach((r, i) => {
-        ins.run(45 + i, hashLeaf(r), r);
-      });
+      db.prepare("DELETE FROM segments WHERE first >= 45").run();
+      putSegment(db, { first: 45, records: forged, leaves: forged.map((r) => hashLeaf(r)) });
       fixHead(db);
     },
     expect:
@@ -196,7 +262,7 @@ const cases: { name: string; tamper: (db: Database.Database) => void; expect: Re
   {
     name: "a consistent rollback (records and checkpoints cut back together), caught by a checkpoint saved earlier",
     tamper: (db) => {
-      db.prepare("DELETE FROM records WHERE seq >= 30").run();
+      db.prepare("DELETE FROM segments WHERE first >= 30").run();
       db.prepare("DELETE FROM checkpoints WHERE size > 30").run();
       fixHead(db);
     },
@@ -239,6 +305,32 @@ describe("warden audit verify: tamper matrix", () => {
       }
     });
   }
+
+  it("export, query and prove refuse a damaged segment, naming it and pointing to verify", async () => {
+    const dir = tampered((db) => {
+      const { records } = db.prepare("SELECT records FROM segments WHERE first = 10").get() as { records: Buffer };
+      db.prepare("UPDATE segments SET records = ? WHERE first = 10").run(records.subarray(0, records.length - 1));
+    });
+    for (const args of [
+      ["export", "--format", "jsonl"],
+      ["query", "--tool", "read_file"],
+      ["prove", "--seq", "12"],
+    ]) {
+      let err = "";
+      const code = await main(["audit", ...args, "--data-dir", dir], {
+        stdout: () => {},
+        stderr: (t) => {
+          err += t;
+        },
+        readStdin: async () => "",
+      });
+      assert.equal(code, 2, args.join(" "));
+      assert.match(
+        err,
+        /^warden: audit store: the records stored from seq 10 are damaged \(.*\); run warden audit verify/,
+      );
+    }
+  });
 
   it("the parallel reader agrees with the sequential one on an intact log", async () => {
     const store = AuditStore.openReader(pristine);
