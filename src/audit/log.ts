@@ -42,6 +42,8 @@ const MAX_SLAB = 1 << 20;
 
 /** Where a log created without a configured key keeps its own, relative to the data directory. */
 export const LOG_KEY_DIR = "keys";
+/** How long a lazy record (see append) may wait for a commit to ride with. */
+export const LAZY_COMMIT_MS = 50;
 export const LOG_KEY_BASE = "log";
 
 export interface AuditLogOptions {
@@ -94,7 +96,12 @@ export interface AuditLog {
   readonly failure: Error | null;
   /** Counters: durable commits (each one sync) and the records they carried. */
   readonly stats: { commits: number; records: number; checkpoints: number };
-  append(event: AuditEvent): Promise<AppendResult>;
+  /**
+   * Appends a record; resolves once it is durable. A `lazy` record (an outcome,
+   * whose call has already been decided and recorded) does not start a commit of
+   * its own: it goes with the next commit, or at the latest after LAZY_COMMIT_MS.
+   */
+  append(event: AuditEvent, options?: { lazy?: boolean }): Promise<AppendResult>;
   /** Makes everything appended so far durable and covered by a signed checkpoint. */
   checkpoint(): Promise<CheckpointInfo>;
   /** Writes a final checkpoint and closes the store. */
@@ -232,6 +239,7 @@ class WardenAuditLog implements AuditLog {
   private slab = Buffer.allocUnsafeSlow(MAX_SLAB);
   private readonly hasher = new LeafHasher();
   private scheduled = false;
+  private lazyTimer: NodeJS.Timeout | undefined;
   private commitId = 0;
   private durable: { size: number; root: Buffer };
   private lastCheckpoint: PendingCheckpoint | null;
@@ -280,7 +288,7 @@ class WardenAuditLog implements AuditLog {
     return this.durable.size;
   }
 
-  append(event: AuditEvent): Promise<AppendResult> {
+  append(event: AuditEvent, options: { lazy?: boolean } = {}): Promise<AppendResult> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new AuditStoreError("the audit log is closed", "ECLOSED"));
     try {
@@ -290,12 +298,22 @@ class WardenAuditLog implements AuditLog {
       this.nextSeq = seq + 1;
       return new Promise((resolve, reject) => {
         this.pending.push({ seq, json, id, time, resolve, reject });
-        if (this.pending.length >= this.eager && this.inflight.length < this.worker.depth) this.flush();
+        if (options.lazy) this.scheduleLazy();
+        else if (this.pending.length >= this.eager && this.inflight.length < this.worker.depth) this.flush();
         else this.schedule();
       });
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /** A lazy record waits for the next commit, but not for ever. */
+  private scheduleLazy(): void {
+    if (this.lazyTimer) return;
+    this.lazyTimer = setTimeout(() => {
+      this.lazyTimer = undefined;
+      this.schedule();
+    }, LAZY_COMMIT_MS); // not unref'd: a pending record keeps the process alive until it is durable
   }
 
   private schedule(): void {
@@ -416,6 +434,7 @@ class WardenAuditLog implements AuditLog {
   /** Resolves when everything appended so far is durable. */
   private drain(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
+    if (this.pending.length > 0) this.schedule(); // lazy records too: someone is waiting now
     return new Promise((resolve, reject) => {
       this.drainWaiters.push({ resolve, reject });
       this.notifyDrained();
@@ -452,6 +471,7 @@ class WardenAuditLog implements AuditLog {
 
   private async doClose(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.lazyTimer) clearTimeout(this.lazyTimer);
     this.closing = true; // no new appends; those already queued are committed and checkpointed
     if (!this.failure) {
       try {

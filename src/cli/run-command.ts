@@ -205,6 +205,9 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
       dataDir: (values["data-dir"] as string | undefined) ?? env.WARDEN_DATA_DIR,
       signingKey: (values.key as string | undefined) ?? env.WARDEN_KEY,
       arguments: { mode: auditArguments },
+      // One client, calls mostly one at a time: committing on this thread saves the hand-off
+      // to a writer thread, and there is little to overlap a commit with.
+      writerThread: false,
       warn: log,
     });
   } catch (err) {

@@ -270,7 +270,9 @@ export class Governor {
         outcome.error ? `${outcome.status}: ${outcome.error}` : outcome.status,
       );
     }
-    this.o.audit.append(event).catch(() => {
+    // The decision record is already durable; the outcome rides with the next commit (at most
+    // LAZY_COMMIT_MS later) instead of costing a sync of its own.
+    this.o.audit.append(event, { lazy: true }).catch(() => {
       // The log is now failed; the next call's decision record will fail and deny it.
     });
   }

@@ -345,3 +345,24 @@ describe("data directory", () => {
     mkdirSync(join(root, "ok"), { recursive: true });
   });
 });
+
+describe("lazy records (outcomes) ride with the next commit", () => {
+  it("costs no commit of its own when another record follows, and is still durable on its own", async () => {
+    const log = await openAuditLog({ dataDir: fresh(), warn: quiet, writerThread: false });
+    try {
+      await log.append(event(0));
+      const before = log.stats.commits;
+      const lazy = log.append(event(1), { lazy: true });
+      const next = log.append(event(2));
+      const [a, b] = await Promise.all([lazy, next]);
+      assert.deepEqual([a.seq, b.seq], [1, 2]);
+      assert.equal(log.stats.commits - before, 1, "one commit carried both");
+      // Alone, a lazy record is committed anyway, shortly.
+      const alone = await log.append(event(3), { lazy: true });
+      assert.equal(alone.seq, 3);
+      assert.equal(log.size, 4);
+    } finally {
+      await log.close();
+    }
+  });
+});
