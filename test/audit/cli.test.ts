@@ -7,27 +7,14 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openAuditLog } from "../../src/audit/log.js";
 import { parseVerifierKey } from "../../src/audit/note.js";
-import { main } from "../../src/cli/warden.js";
+import { runWarden } from "../helpers/cli.js";
 
 const root = mkdtempSync(join(tmpdir(), "warden-cli-"));
 const dir = join(root, "data");
 const ORIGIN = "cli.example/log";
 after(() => rmSync(root, { recursive: true, force: true }));
 
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-    readStdin: async () => "",
-  });
-  return { code, out, err };
-}
+const run = (...argv: string[]) => runWarden(argv);
 
 before(async () => {
   const log = await openAuditLog({

@@ -18,6 +18,7 @@ import { scanParallel } from "../../src/audit/verify-parallel.js";
 import { main } from "../../src/cli/warden.js";
 import { generateKeyPair } from "../../src/keys/keys.js";
 import { AuditStore, packRecords, type Segment, splitSegment } from "../../src/store/audit-store.js";
+import { runWarden } from "../helpers/cli.js";
 
 const root = mkdtempSync(join(tmpdir(), "warden-tamper-"));
 const pristine = join(root, "pristine");
@@ -73,20 +74,7 @@ function tampered(tamper: (db: Database.Database) => void): string {
   return dir;
 }
 
-async function verifyCli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(["audit", "verify", ...args], {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-    readStdin: async () => "",
-  });
-  return { code, out, err };
-}
+const verifyCli = (...args: string[]) => runWarden(["audit", "verify", ...args]);
 
 interface StoredSegment {
   first: number;

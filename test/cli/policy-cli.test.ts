@@ -5,25 +5,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { main } from "../../src/cli/warden.js";
+import { runWarden } from "../helpers/cli.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const examples = join(root, "examples", "policies");
 const bin = join(root, "dist/src/cli/main.js");
 
 async function run(args: string[], stdin = "") {
-  let stdout = "";
-  let stderr = "";
-  const code = await main(args, {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    readStdin: async () => stdin,
-  });
-  return { code, stdout, stderr };
+  const r = await runWarden(args, stdin);
+  return { code: r.code, stdout: r.out, stderr: r.err };
 }
 
 const prCall = {

@@ -24,7 +24,6 @@ import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { main } from "../../src/cli/warden.js";
 import { BACKUP_SUFFIX } from "../../src/cli/wrap-command.js";
 import {
   jsonValue,
@@ -34,6 +33,7 @@ import {
   serverDataDir,
   wrapClientConfig,
 } from "../../src/mcp/client-config.js";
+import { runWarden } from "../helpers/cli.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const fixtures = join(root, "test", "fixtures", "client-configs");
@@ -59,20 +59,7 @@ spec:
 const policy = join(tmp, "policy.yaml");
 writeFileSync(policy, POLICY);
 
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-    readStdin: async () => "",
-  });
-  return { code, out, err };
-}
+const run = (...argv: string[]) => runWarden(argv);
 
 let n = 0;
 /** Copies a fixture to where its client keeps it, in a fresh directory. */

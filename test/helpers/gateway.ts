@@ -8,8 +8,8 @@ import { mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { main } from "../../src/cli/warden.js";
 import { loadPolicySet } from "../../src/mcp/policy-source.js";
+import { runWarden } from "./cli.js";
 
 export const ROOT = resolve(import.meta.dirname, "..", "..", "..");
 export const CLI = join(ROOT, "dist", "src", "cli", "main.js");
@@ -74,18 +74,8 @@ export interface AuditRecord {
 
 /** `warden audit ARGS...` in this process (the CLI's own entry point, without a node start-up per check). */
 async function auditInProcess(args: string[]): Promise<CliResult> {
-  let stdout = "";
-  let stderr = "";
-  const code = await main(["audit", ...args], {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    readStdin: async () => "",
-  });
-  return { code, stdout, stderr };
+  const r = await runWarden(["audit", ...args]);
+  return { code: r.code, stdout: r.out, stderr: r.err };
 }
 
 /** Every record, as `warden audit query --format jsonl` prints it. */

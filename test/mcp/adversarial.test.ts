@@ -18,8 +18,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { type RunningGateway, startGateway } from "../../src/cli/serve-command.js";
-import { main } from "../../src/cli/warden.js";
 import { loadServeConfig } from "../../src/mcp/config.js";
+import { runWarden } from "../helpers/cli.js";
 
 const ROOT = resolve(import.meta.dirname, "..", "..", "..");
 const CLI = join(ROOT, "dist", "src", "cli", "main.js");
@@ -202,20 +202,7 @@ interface AuditRecord {
 }
 
 /** `warden audit ...` in-process (the same code as the binary, without a process start per check). */
-async function wardenInProcess(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(args, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-    readStdin: async () => "",
-  });
-  return { code, out, err };
-}
+const wardenInProcess = (args: string[]) => runWarden(args);
 
 /** `node dist/src/cli/main.js ARGS` as a real process. */
 function wardenProcess(args: string[]): Promise<{ code: number | null; out: string; err: string }> {

@@ -8,26 +8,10 @@ import { Governor } from "../../src/mcp/governor.js";
 import type { JsonRpcMessage, JsonRpcResponse } from "../../src/mcp/jsonrpc.js";
 import { RateLimiter } from "../../src/mcp/rate-limit.js";
 import { GovernedSession } from "../../src/mcp/session.js";
-import { type Transport, UpstreamConnection } from "../../src/mcp/upstream.js";
+import { UpstreamConnection } from "../../src/mcp/upstream.js";
 import { UpstreamHandle } from "../../src/mcp/upstream-handle.js";
 import { policySet } from "../helpers/policies.js";
-
-/** The server side of a connection, scripted by the test. */
-class ScriptedServer implements Transport {
-  onmessage?: (m: JsonRpcMessage) => void;
-  onclose?: (reason: string) => void;
-  readonly received: JsonRpcMessage[] = [];
-  async start() {}
-  async close() {
-    this.onclose?.("closed");
-  }
-  send(m: JsonRpcMessage) {
-    this.received.push(m);
-  }
-  emit(m: JsonRpcMessage) {
-    this.onmessage?.(m);
-  }
-}
+import { ScriptedServer } from "../helpers/scripted-server.js";
 
 let dir: string;
 let audit: AuditLog;

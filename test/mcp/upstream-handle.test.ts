@@ -1,31 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type {
-  JsonRpcMessage,
-  JsonRpcNotification,
-  JsonRpcRequest,
-  JsonRpcResponse,
-  RequestId,
-} from "../../src/mcp/jsonrpc.js";
-import { type Transport, UpstreamConnection } from "../../src/mcp/upstream.js";
+import type { JsonRpcNotification, JsonRpcRequest, JsonRpcResponse, RequestId } from "../../src/mcp/jsonrpc.js";
+import { UpstreamConnection } from "../../src/mcp/upstream.js";
 import { UpstreamHandle, type UpstreamListener } from "../../src/mcp/upstream-handle.js";
-
-/** The server side of a connection, driven by the test (a scripted peer, not a mock of Warden's code). */
-class ScriptedServer implements Transport {
-  onmessage?: (m: JsonRpcMessage) => void;
-  onclose?: (reason: string) => void;
-  readonly received: JsonRpcMessage[] = [];
-  async start() {}
-  async close() {
-    this.onclose?.("closed");
-  }
-  send(m: JsonRpcMessage) {
-    this.received.push(m);
-  }
-  emit(m: JsonRpcMessage) {
-    this.onmessage?.(m);
-  }
-}
+import { ScriptedServer } from "../helpers/scripted-server.js";
 
 class Listener implements UpstreamListener {
   readonly notes: { n: JsonRpcNotification; related?: RequestId }[] = [];

@@ -6,9 +6,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { main } from "../../src/cli/warden.js";
 import { diffDecisions, diffPolicySets, diffRules, renderDiff } from "../../src/policy/diff.js";
 import { publish, type TestKey, testKey } from "../helpers/bundles.js";
+import { runWarden } from "../helpers/cli.js";
 import { call, policySet } from "../helpers/policies.js";
 import { type RunningRegistry, registrySkipReason, startRegistry } from "../helpers/registry.js";
 
@@ -69,20 +69,7 @@ spec:
   rules: [{tools: ["*"], action: deny}]
 `;
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-    readStdin: async () => "",
-  });
-  return { code, out, err };
-}
+const cli = (...argv: string[]) => runWarden(argv);
 
 function dir(name: string, text: string): string {
   const d = join(root, name);

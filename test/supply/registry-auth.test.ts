@@ -9,8 +9,8 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { main } from "../../src/cli/warden.js";
 import { generateKeyPair, writeKeyPair } from "../../src/keys/keys.js";
+import { runWarden } from "../helpers/cli.js";
 import {
   freePort,
   type RunningRegistry,
@@ -28,20 +28,7 @@ const root = mkdtempSync(join(tmpdir(), "warden-auth-test-"));
 process.env.DOCKER_CONFIG = join(root, "no-docker-config");
 after(() => rmSync(root, { recursive: true, force: true }));
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-    readStdin: async () => "",
-  });
-  return { code, out, err };
-}
+const cli = (...argv: string[]) => runWarden(argv);
 
 function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env = { ...process.env, ...extra };

@@ -7,12 +7,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { main } from "../../src/cli/warden.js";
 import { generateKeyPair, writeKeyPair } from "../../src/keys/keys.js";
 import { clientFor } from "../../src/supply/artifact.js";
 import { bundleReferrerManifest } from "../../src/supply/cosign.js";
 import { parseReference, referrersFallbackTag, sha256Digest, signatureTag } from "../../src/supply/reference.js";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/supply/registry.js";
+import { runWarden } from "../helpers/cli.js";
 import { type RunningRegistry, registrySkipReason, run, startRegistry } from "../helpers/registry.js";
 
 const skip = registrySkipReason();
@@ -32,20 +32,7 @@ spec:
       action: ${action}
 `;
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-    readStdin: async () => "",
-  });
-  return { code, out, err };
-}
+const cli = (...argv: string[]) => runWarden(argv);
 
 function policyDir(name: string, action: string): string {
   const dir = join(root, name);
