@@ -1,5 +1,6 @@
 // Small helpers the CLI commands share: streams that tests can capture, exit
 // codes, and reading input files or stdin.
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 
 export interface CliIO {
@@ -34,4 +35,10 @@ export async function readInput(path: string, io: CliIO): Promise<string> {
     const e = err as NodeJS.ErrnoException;
     throw new UsageError(`cannot read ${path}: ${e.code === "ENOENT" ? "no such file" : e.message}`);
   }
+}
+
+/** The version in package.json. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string })
+    .version;
 }

@@ -2,7 +2,6 @@
 // can come from flags or environment variables (WARDEN_*), because desktop
 // clients start servers with a fixed command line and an unpredictable
 // working directory.
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { startApprovals } from "../approvals/config.js";
 import type { ApprovalService } from "../approvals/service.js";
@@ -297,10 +296,4 @@ export function parseLabels(text: string): Record<string, string> {
     out[trimmed.slice(0, eq)] = trimmed.slice(eq + 1);
   }
   return out;
-}
-
-/** Used by tests and wrap: the version in package.json. */
-export function packageVersion(): string {
-  return (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string })
-    .version;
 }

@@ -3,10 +3,10 @@
 import { approvalsCommand } from "./approvals-commands.js";
 import { auditCommand } from "./audit-commands.js";
 import { bundleCommand } from "./bundle-commands.js";
-import { type CliIO, EXIT, processIO, UsageError } from "./io.js";
+import { type CliIO, EXIT, packageVersion, processIO, UsageError } from "./io.js";
 import { keysCommand } from "./keys-commands.js";
 import { policyCommand } from "./policy-commands.js";
-import { packageVersion, runCommand } from "./run-command.js";
+import { runCommand } from "./run-command.js";
 import { serveCommand } from "./serve-command.js";
 import { wrapCommand } from "./wrap-command.js";
 

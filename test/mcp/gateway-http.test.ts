@@ -16,7 +16,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { type Progress, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
-import { packageVersion } from "../../src/cli/run-command.js";
+import { packageVersion } from "../../src/cli/io.js";
 import { type RunningGateway, startGateway } from "../../src/cli/serve-command.js";
 import { loadServeConfig } from "../../src/mcp/config.js";
 import { generateApiKey, hashApiKey } from "../../src/mcp/http-auth.js";
