@@ -8,6 +8,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { ApprovalStore } from "../../src/approvals/store.js";
 import type { ApprovalObligation, Decision } from "../../src/policy/decision.js";
+import { childEnv, type ProcessResult, runProcess } from "../helpers/process.js";
+
+export { childEnv };
 
 export const ROOT = resolve(import.meta.dirname, "..", "..", "..");
 export const CLI = join(ROOT, "dist", "src", "cli", "main.js");
@@ -83,45 +86,12 @@ export function approvalDecision(...obligations: ApprovalObligation[]): Decision
 }
 
 /** Children inherit no test-runner context. */
-export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  delete env.NODE_TEST_CONTEXT;
-  delete env.NODE_OPTIONS;
-  return env;
-}
 
-export interface Exec {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type Exec = ProcessResult;
 
 /** Runs the warden CLI to completion. */
 export function warden(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<Exec> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: childEnv(env),
-      cwd: ROOT,
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`warden ${args.join(" ")} timed out\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolvePromise({ code, stdout, stderr });
-    });
-  });
+  return runProcess(process.execPath, [CLI, ...args], { env: childEnv(env), cwd: ROOT, timeoutMs });
 }
 
 /** Polls until fn returns a value (not undefined), or fails after timeoutMs. */

@@ -2,7 +2,6 @@
 // the CLI, temp dirs, the audit log read back through `warden audit`, policy
 // versions as the PolicySet reports them, and a tiny independent JWT signer.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,6 +9,7 @@ import { join, resolve } from "node:path";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { loadPolicySet } from "../../src/mcp/policy-source.js";
 import { runWarden } from "./cli.js";
+import { runProcess } from "./process.js";
 
 export const ROOT = resolve(import.meta.dirname, "..", "..", "..");
 export const CLI = join(ROOT, "dist", "src", "cli", "main.js");
@@ -37,20 +37,7 @@ export interface CliResult {
 
 /** Runs `warden ARGS...` as a process. */
 export function cli(args: string[], input?: string): Promise<CliResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolvePromise({ code, stdout, stderr }));
-    child.stdin.end(input ?? "");
-  });
+  return runProcess(process.execPath, [CLI, ...args], input === undefined ? {} : { input });
 }
 
 /** A record as `warden audit query --format jsonl` prints it. */

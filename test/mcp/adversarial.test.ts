@@ -20,6 +20,7 @@ import { after, before, beforeEach, describe, it } from "node:test";
 import { type RunningGateway, startGateway } from "../../src/cli/serve-command.js";
 import { loadServeConfig } from "../../src/mcp/config.js";
 import { runWarden } from "../helpers/cli.js";
+import { runProcess } from "../helpers/process.js";
 
 const ROOT = resolve(import.meta.dirname, "..", "..", "..");
 const CLI = join(ROOT, "dist", "src", "cli", "main.js");
@@ -205,20 +206,9 @@ interface AuditRecord {
 const wardenInProcess = (args: string[]) => runWarden(args);
 
 /** `node dist/src/cli/main.js ARGS` as a real process. */
-function wardenProcess(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      err += d;
-    });
-    child.on("error", fail);
-    child.on("close", (code) => done({ code, out, err }));
-  });
+async function wardenProcess(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const r = await runProcess(process.execPath, [CLI, ...args]);
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 class Audit {

@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
+import { childEnv, type ProcessResult, runProcess } from "../helpers/process.js";
 
 const ROOT = resolve(import.meta.dirname, "..", "..", "..");
 const CLI = join(ROOT, "dist", "src", "cli", "main.js");
@@ -29,12 +30,6 @@ const EVERYTHING = join(ROOT, "node_modules", "@modelcontextprotocol", "server-e
 const LISTEN_LINE = /^LISTEN-LOOPBACK (\S+):(\d+)$/m;
 
 /** Children inherit no test-runner context (node --test sets NODE_TEST_CONTEXT) and no NODE_OPTIONS. */
-function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env, ...extra };
-  delete env.NODE_TEST_CONTEXT;
-  delete env.NODE_OPTIONS;
-  return env;
-}
 
 interface Check {
   id: string;
@@ -95,31 +90,8 @@ async function conformance(url: string, outDir: string, names: string[]): Promis
   return { url, ...r, scenarios };
 }
 
-function exec(
-  cmd: string,
-  args: string[],
-  timeoutMs: number,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: childEnv(), cwd: ROOT });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`${args.slice(0, 4).join(" ")} timed out after ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolvePromise({ code, stdout, stderr });
-    });
-  });
+function exec(cmd: string, args: string[], timeoutMs: number): Promise<ProcessResult> {
+  return runProcess(cmd, args, { env: childEnv(), cwd: ROOT, timeoutMs });
 }
 
 /** A long-running child; resolves once `ready` matches its output. */
