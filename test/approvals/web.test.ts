@@ -97,9 +97,8 @@ describe("the approval page in headless Chromium", { skip: available ? false : `
     await page.click("nav button[data-tab=history]");
     const done = page.locator(`#history article[data-id="${id}"]`);
     await done.waitFor();
-    await page.waitForFunction(
-      `document.querySelector('#history article[data-id="${id}"]')?.textContent?.includes("Call outcome: success")`,
-    );
+    // Locator waits, not waitForFunction: a string predicate needs eval, which the page's CSP forbids.
+    await page.locator(`#history article[data-id="${id}"]`, { hasText: "Call outcome: success" }).waitFor();
     const history = (await done.textContent()) ?? "";
     assert.match(history, /approved/i);
     assert.match(history, /By bob \(api-key:bob\)/);
@@ -159,7 +158,7 @@ describe("the approval page in headless Chromium", { skip: available ? false : `
     await page.goto(`${gw.url}/approvals`);
     await page.fill("#token", "wk_not_a_valid_key_at_all_000000");
     await page.click("#signin button[type=submit]");
-    await page.waitForFunction(`(document.querySelector("#signin-error")?.textContent ?? "") !== ""`);
+    await page.locator("#signin-error", { hasText: /\S/ }).waitFor();
     assert.match((await page.textContent("#signin-error")) ?? "", /unauthorized/);
     assert.equal(await page.isHidden("#app"), true);
     await page.screenshot({ path: join(ARTIFACTS, "05-signin-refused.png") });
