@@ -101,6 +101,9 @@ class HttpSession {
   sse: ServerResponse | null = null;
   closeUpstreams: () => Promise<void> = async () => {};
   protocolVersion: string | null = null;
+  /** Its upstream is gone: no longer reachable by id, closed once its last exchange is answered. */
+  ending = false;
+  private closed = false;
 
   constructor(
     readonly transport: Transport,
@@ -123,6 +126,8 @@ class HttpSession {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     this.governed.close();
     for (const s of this.streams.values()) s.finish();
     this.standalone.finish();
@@ -449,6 +454,7 @@ export class HttpGateway {
     );
     for (const id of routed) if (session.exchanges.get(id) === exchange) session.exchanges.delete(id);
     session.lastSeen = Date.now();
+    if (session.ending && session.exchanges.size === 0) void session.close();
   }
 
   private async get(req: IncomingMessage, res: ServerResponse, identity: Identity): Promise<void> {
@@ -519,7 +525,14 @@ export class HttpGateway {
 
   private async createSession(transport: Transport, endpoint: string | null, identity: Identity): Promise<HttpSession> {
     const session = new HttpSession(transport, endpoint, principalOf(identity));
-    const { handles, close } = await this.o.pool.open(endpoint);
+    const { handles, close } = await this.o.pool.open(
+      endpoint,
+      {
+        lost: (server, reason) => this.endLostSession(session, server, reason),
+        restarted: () => session.governed?.toolsChanged(),
+      },
+      session.id,
+    );
     session.closeUpstreams = close;
     session.governed = new GovernedSession({
       id: session.id,
@@ -588,6 +601,19 @@ export class HttpGateway {
     const answers = await Promise.all(parsed.messages.map((m) => session.governed.handle(m)));
     const responses = answers.filter((a): a is JsonRpcResponse => a !== undefined);
     if (responses.length > 0) session.send(parsed.batch ? (responses as never) : (responses[0] as JsonRpcResponse));
+  }
+
+  /**
+   * The upstream connection the client initialized is gone (the server forgot the session,
+   * or its process died): new requests on this session get 404, which tells the client to
+   * initialize a new one; requests in flight are answered first.
+   */
+  private endLostSession(session: HttpSession, server: string, reason: string): void {
+    if (this.sessions.get(session.id) !== session) return;
+    this.sessions.delete(session.id);
+    this.o.log(`session ${session.id} ends: upstream ${server} is gone (${reason}); the client must initialize again`);
+    session.ending = true;
+    if (session.exchanges.size === 0) void session.close();
   }
 
   /** Closes sessions idle for longer than the limit (a client that vanished without DELETE). */

@@ -2,6 +2,8 @@
 // shared by the stdio (`warden run`) and HTTP (`warden serve`) suites: the same
 // official SDK client, the same expectations, whatever carries the session.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import {
   type CreateMessageRequest,
@@ -13,7 +15,10 @@ import {
   type Progress,
   ToolListChangedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
-import { type AuditRecord, textOf, waitFor } from "./gateway.js";
+import { type AuditRecord, ROOT, SERVERS, textOf, waitFor } from "./gateway.js";
+
+/** Preload that binds a server's listen() to 127.0.0.1 and prints the port. */
+const LISTEN_LOOPBACK = join(ROOT, "test", "fixtures", "listen-loopback.cjs");
 
 export const SAMPLED_TEXT = "sampled by the e2e client";
 export const ROOT_URI = "file:///warden-e2e-root";
@@ -241,4 +246,44 @@ export async function checkCancellation(s: EverythingSession): Promise<void> {
     3000,
   );
   assert.equal(outcome.server, s.server);
+}
+
+/** server-everything in its own Streamable HTTP mode, as a remote MCP server. */
+export interface EverythingHttp {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts server-everything's streamableHttp mode, forced onto 127.0.0.1 by the
+ * listen-loopback preload (it listens on every interface by itself), on a port
+ * the kernel picks. stop() kills it and waits for the exit.
+ */
+export async function startEverythingHttp(): Promise<EverythingHttp> {
+  const child = spawn(process.execPath, ["-r", LISTEN_LOOPBACK, SERVERS.everything, "streamableHttp"], {
+    env: { ...process.env, PORT: "0" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const port = await new Promise<string>((resolve, reject) => {
+    let err = "";
+    const timer = setTimeout(() => reject(new Error(`server-everything did not start: ${err}`)), 8000);
+    child.once("exit", (code) => reject(new Error(`server-everything exited with ${code}: ${err}`)));
+    child.stderr?.on("data", (d: Buffer) => {
+      err += d.toString();
+      const m = /LISTEN-LOOPBACK 127\.0\.0\.1:(\d+)\n/.exec(err);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGKILL");
+      await exited;
+    },
+  };
 }

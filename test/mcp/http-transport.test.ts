@@ -3,12 +3,8 @@
 // transport) and a small node:http server scripted per test for the edge
 // cases. Everything listens on 127.0.0.1 only and is stopped after each test.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import {
   SESSION_EXPIRED,
@@ -20,65 +16,17 @@ import {
 } from "../../src/mcp/http-transport.js";
 import type { JsonRpcMessage, JsonRpcResponse } from "../../src/mcp/jsonrpc.js";
 import { LATEST_PROTOCOL_VERSION, UpstreamConnection } from "../../src/mcp/upstream.js";
+import { type EverythingHttp, startEverythingHttp } from "../helpers/everything.js";
 
 // ---------------------------------------------------------------------------
 // server-everything over Streamable HTTP
 
-/** Binds every http server of the process to 127.0.0.1 and reports the port (server-everything listens on all interfaces). */
-const PRELOAD = `
-const http = require("node:http");
-const listen = http.Server.prototype.listen;
-http.Server.prototype.listen = function (...args) {
-  if (typeof args[0] === "object" && args[0] !== null) {
-    args[0] = { ...args[0], host: "127.0.0.1" };
-  } else {
-    const cb = args.find((a) => typeof a === "function");
-    args = cb ? [args[0], "127.0.0.1", cb] : [args[0], "127.0.0.1"];
-  }
-  this.once("listening", () => process.stderr.write("WARDEN_TEST_LISTENING " + JSON.stringify(this.address()) + "\\n"));
-  return listen.apply(this, args);
-};
-`;
-
-async function startEverything(): Promise<{ child: ChildProcess; url: string; dir: string }> {
-  const dir = mkdtempSync(join(tmpdir(), "warden-http-"));
-  const preload = join(dir, "bind-localhost.cjs");
-  writeFileSync(preload, PRELOAD);
-  const child = spawn(
-    process.execPath,
-    ["-r", preload, "node_modules/@modelcontextprotocol/server-everything/dist/index.js", "streamableHttp"],
-    { env: { ...process.env, PORT: "0" }, stdio: ["ignore", "ignore", "pipe"] },
-  );
-  const address = await new Promise<AddressInfo>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`server-everything did not start: ${err}`)), 8000);
-    child.once("exit", (code) => reject(new Error(`server-everything exited with ${code}: ${err}`)));
-    child.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-      const m = /WARDEN_TEST_LISTENING (.*)\n/.exec(err);
-      if (m?.[1]) {
-        clearTimeout(timer);
-        resolve(JSON.parse(m[1]) as AddressInfo);
-      }
-    });
-  });
-  assert.equal(address.address, "127.0.0.1");
-  return { child, url: `http://127.0.0.1:${address.port}/mcp`, dir };
-}
-
 describe("StreamableHttpClientTransport with server-everything", () => {
-  let server: Awaited<ReturnType<typeof startEverything>>;
+  let server: EverythingHttp;
   before(async () => {
-    server = await startEverything();
+    server = await startEverythingHttp();
   });
-  after(async () => {
-    if (server.child.exitCode === null) {
-      const exited = new Promise((r) => server.child.once("exit", r));
-      server.child.kill("SIGKILL");
-      await exited;
-    }
-    rmSync(server.dir, { recursive: true, force: true });
-  });
+  after(() => server.stop());
 
   it("initializes, lists and calls tools, streams progress before the result, and ends the session", async () => {
     const problems: string[] = [];
