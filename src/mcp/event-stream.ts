@@ -3,13 +3,19 @@
 // with Last-Event-ID gets what it missed on that stream.
 import type { ServerResponse } from "node:http";
 
+// What a stream keeps for replay: the last events, up to a count and a size (the
+// newest event is always kept, whatever its size).
 const KEEP_EVENTS = 1000;
+const KEEP_BYTES = 8 * 1024 * 1024;
 
 export class EventStream {
   private readonly events: { seq: number; data: string }[] = [];
+  private keptBytes = 0;
   private nextSeq = 1;
   private res: ServerResponse | null = null;
   private finished = false;
+  /** When finish() was called (ms since the epoch); 0 while open. */
+  finishedAt = 0;
 
   constructor(readonly id: string) {}
 
@@ -26,7 +32,10 @@ export class EventStream {
     const seq = this.nextSeq++;
     const data = message === "" ? "" : JSON.stringify(message);
     this.events.push({ seq, data });
-    if (this.events.length > KEEP_EVENTS) this.events.shift();
+    this.keptBytes += data.length;
+    while (this.events.length > 1 && (this.events.length > KEEP_EVENTS || this.keptBytes > KEEP_BYTES)) {
+      this.keptBytes -= (this.events.shift() as { data: string }).data.length;
+    }
     this.res?.write(frame(this.id, seq, data));
   }
 
@@ -40,10 +49,11 @@ export class EventStream {
       ...headers,
     });
     res.flushHeaders();
-    this.res = res;
     // Prime the client: an event id before any message, so it can resume even if the
     // stream drops before the first message (spec 2025-11-25, transports: resumability).
+    // Pushed before the response is attached: the replay below writes it, once.
     if (this.events.length === 0 && !this.finished) this.push("");
+    this.res = res;
     res.once("close", () => {
       if (this.res === res) this.res = null;
     });
@@ -59,6 +69,7 @@ export class EventStream {
 
   /** No more events; the attached response (if any) ends. Kept for replay until dropped. */
   finish(): void {
+    if (!this.finished) this.finishedAt = Date.now();
     this.finished = true;
     this.endResponse();
   }

@@ -64,7 +64,7 @@ class PostExchange {
   related(message: JsonRpcMessage): void {
     if (!this.stream) {
       this.stream = new EventStream(randomUUID());
-      this.session.streams.set(this.stream.id, this.stream);
+      this.session.addStream(this.stream);
       this.stream.attach(this.res, 0, this.session.headers());
     }
     this.stream.push(message);
@@ -88,6 +88,10 @@ class PostExchange {
     }
   }
 }
+
+/** How long, and how many, answered POST streams a session keeps for a client to resume. */
+const RESUME_WINDOW_MS = 2 * 60_000;
+const KEEP_FINISHED_STREAMS = 16;
 
 class HttpSession {
   readonly id = randomUUID();
@@ -113,6 +117,25 @@ class HttpSession {
 
   headers(): Record<string, string> {
     return this.transport === "streamable" ? { "Mcp-Session-Id": this.id } : {};
+  }
+
+  /** Registers a POST's stream for resumption, dropping answered ones past the window or the count. */
+  addStream(stream: EventStream): void {
+    this.pruneStreams();
+    this.streams.set(stream.id, stream);
+  }
+
+  pruneStreams(now = Date.now()): void {
+    let finished = 0;
+    for (const s of this.streams.values()) if (s.done) finished++;
+    // Oldest first (insertion order).
+    for (const [id, s] of this.streams) {
+      if (!s.done) continue;
+      if (finished > KEEP_FINISHED_STREAMS || now - s.finishedAt > RESUME_WINDOW_MS) {
+        this.streams.delete(id);
+        finished--;
+      }
+    }
   }
 
   send(message: JsonRpcMessage, relatedTo?: RequestId): void {
@@ -624,7 +647,7 @@ export class HttpGateway {
       if (!busy && s.lastSeen < cutoff) {
         this.sessions.delete(id);
         await s.close();
-      }
+      } else s.pruneStreams();
     }
   }
 }

@@ -465,8 +465,12 @@ export class GovernedSession implements UpstreamListener {
           if (key === "prompts") items.push({ ...item, name: `${h.name}${AGGREGATE_SEPARATOR}${String(item.name)}` });
           else {
             if (typeof item.uri === "string") this.resourceOwners.set(item.uri, h);
-            if (typeof item.uriTemplate === "string")
-              this.templates.push({ pattern: templatePattern(item.uriTemplate), handle: h });
+            if (typeof item.uriTemplate === "string") {
+              // Keyed, so listing again replaces instead of piling up.
+              const k = `${h.name}\u0000${item.uriTemplate}`;
+              if (!this.templates.has(k))
+                this.templates.set(k, { pattern: templatePattern(item.uriTemplate), handle: h });
+            }
             items.push(item);
           }
         }
@@ -479,13 +483,15 @@ export class GovernedSession implements UpstreamListener {
 
   /** Which upstream a resource URI belongs to, learnt from lists and tool results (aggregate endpoint). */
   private readonly resourceOwners = new Map<string, UpstreamHandle>();
-  private readonly templates: { pattern: { test(uri: string): boolean }; handle: UpstreamHandle }[] = [];
+  private readonly templates = new Map<string, { pattern: { test(uri: string): boolean }; handle: UpstreamHandle }>();
 
   /** The upstream for a resource URI on the aggregate endpoint, or undefined when it cannot be told. */
   private resourceOwner(uri: string, capability: "resources" | "subscribe"): UpstreamHandle | undefined {
     const known = this.resourceOwners.get(uri);
     if (known) return known;
-    const byTemplate = [...new Set(this.templates.filter((t) => t.pattern.test(uri)).map((t) => t.handle))];
+    const byTemplate = [
+      ...new Set([...this.templates.values()].filter((t) => t.pattern.test(uri)).map((t) => t.handle)),
+    ];
     if (byTemplate.length === 1) return byTemplate[0];
     const able = this.o.upstreams.filter((u) => {
       const caps = u.conn?.initialized?.capabilities?.resources as { subscribe?: unknown } | undefined;
@@ -548,11 +554,12 @@ export class GovernedSession implements UpstreamListener {
     return response;
   }
 
+  /** logging/setLevel: a shared server keeps its level, or one session would set it for everyone. */
   private async everywhere(r: JsonRpcRequest): Promise<JsonRpcResponse | undefined> {
     const one = this.single();
-    if (one) return this.forward(r, one);
+    if (one) return one.shared ? ok(r.id, {}) : this.forward(r, one);
     for (const h of this.o.upstreams) {
-      if (h.conn?.initialized?.capabilities?.logging !== undefined) await this.forward(r, h);
+      if (!h.shared && h.conn?.initialized?.capabilities?.logging !== undefined) await this.forward(r, h);
     }
     return ok(r.id, {});
   }

@@ -3,8 +3,9 @@
 // sends on its own initiative to the right session. With a shared upstream
 // (one server process for many sessions) a message that cannot be attributed
 // to exactly one session is not guessed at: progress goes by the token Warden
-// gave the request, server requests go to the one session with a call in
-// flight, or are refused — a sampling request must never reach another user.
+// gave the request, server requests and log messages go to the one session
+// with a call in flight, or are refused (dropped) — a sampling request or a log
+// line must never reach another user. Only list changes go to every session.
 import {
   ErrorCode,
   errorResponse,
@@ -30,6 +31,13 @@ interface ProgressRoute {
   requestId: RequestId;
 }
 
+/** Notifications about the server itself, which every session may see. */
+const SERVER_WIDE = new Set([
+  "notifications/tools/list_changed",
+  "notifications/prompts/list_changed",
+  "notifications/resources/list_changed",
+]);
+
 /**
  * passthrough: the connection belongs to one session and its client's initialize goes through.
  * managed: Warden initialized the connection itself; sessions are answered from what it learnt.
@@ -49,6 +57,8 @@ export class UpstreamHandle {
   constructor(
     readonly name: string,
     readonly mode: UpstreamMode,
+    /** One server for every session (a shared stdio server): what it says must be attributed before it is passed on. */
+    readonly shared = false,
   ) {}
 
   get conn(): UpstreamConnection | null {
@@ -152,6 +162,13 @@ export class UpstreamHandle {
       for (const l of this.subscriptions.get(params.uri) ?? []) l.serverNotification(this, n);
       return;
     }
-    for (const l of this.listeners) l.serverNotification(this, n);
+    if (SERVER_WIDE.has(n.method) || this.listeners.size <= 1) {
+      for (const l of this.listeners) l.serverNotification(this, n);
+      return;
+    }
+    // Anything else (log messages above all) may carry one user's data: it goes to the one
+    // session with a call in flight, or to nobody, like a server request.
+    const busy = [...this.inflight.keys()];
+    if (busy.length === 1) busy[0]?.serverNotification(this, n);
   }
 }

@@ -150,7 +150,7 @@ export class UpstreamPool {
   constructor(private readonly o: PoolOptions) {
     for (const [name, config] of Object.entries(o.upstreams)) {
       if (config.command !== undefined && (config.isolation ?? "shared") === "shared") {
-        const handle = new UpstreamHandle(name, "managed");
+        const handle = new UpstreamHandle(name, "managed", true);
         this.shared.set(
           name,
           new SupervisedConnection(

@@ -80,6 +80,32 @@ describe("routing what a shared server sends", () => {
     assert.equal(b.notes.length, 1);
   });
 
+  it("delivers a log message only to the one session with a call in flight, never to everyone", () => {
+    const { server, handle, a, b } = shared();
+    const log = (data: string) =>
+      server.emit({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data } });
+    log("nobody's call");
+    assert.equal(a.notes.length + b.notes.length, 0, "with no call in flight it cannot be attributed");
+    handle.began(b);
+    log("b's call");
+    assert.deepEqual(
+      b.notes.map((x) => x.n.params?.data),
+      ["b's call"],
+    );
+    handle.began(a);
+    log("whose?");
+    assert.equal(a.notes.length, 0, "two calls in flight: not guessed");
+    assert.equal(b.notes.length, 1);
+    handle.ended(a);
+    handle.ended(b);
+    handle.unlisten(b);
+    log("only a is left");
+    assert.deepEqual(
+      a.notes.map((x) => x.n.params?.data),
+      ["only a is left"],
+    );
+  });
+
   it("answers every pending request with an error when the server goes away", async () => {
     const { server, conn } = shared();
     const { response } = conn.request("tools/call", { name: "x" }, "client-7");
