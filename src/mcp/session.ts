@@ -112,7 +112,7 @@ export class GovernedSession implements UpstreamListener {
   }
 
   /** Records a message Warden refused before any policy decision (never throws). */
-  private refuse(reason: string, detail: { tool?: string; server?: string }): void {
+  private refuse(reason: string, detail: { tool?: string; server?: string; stage?: string }): void {
     void this.o.governor.record({
       type: "decision",
       decision: "deny",
@@ -123,7 +123,7 @@ export class GovernedSession implements UpstreamListener {
       server: detail.server ?? (this.o.aggregate ? null : (this.o.upstreams[0]?.name ?? null)),
       tool: detail.tool ?? null,
       reason,
-      detail: { stage: "protocol" },
+      detail: { stage: detail.stage ?? "protocol" },
     });
   }
 
@@ -304,14 +304,21 @@ export class GovernedSession implements UpstreamListener {
     const params = r.params ?? {};
     const name = params.name;
     if (typeof name !== "string" || name === "") {
+      this.refuse("tools/call without a tool name (params.name)", {});
       return errorResponse(r.id, ErrorCode.InvalidParams, "tools/call needs params.name, the tool's name");
     }
     const args = params.arguments ?? {};
     if (typeof args !== "object" || args === null || Array.isArray(args)) {
+      this.refuse("tools/call whose params.arguments is not an object", { tool: name });
       return errorResponse(r.id, ErrorCode.InvalidParams, "params.arguments must be an object");
     }
     const route = this.route(name);
-    if (!route) return toolError(r.id, notAvailable(name));
+    if (!route) {
+      this.refuse(`no upstream serves "${name}" (names on /mcp are <server>${AGGREGATE_SEPARATOR}<tool>)`, {
+        tool: name,
+      });
+      return toolError(r.id, notAvailable(name));
+    }
     const collision = caseCollision(args);
     if (collision) {
       this.refuse(
@@ -325,10 +332,24 @@ export class GovernedSession implements UpstreamListener {
     }
     const conn = route.handle.conn;
     if (!conn || route.handle.unavailable) {
-      return toolError(
-        r.id,
-        `Tool "${name}" cannot be reached: upstream ${route.handle.name} is unavailable (${route.handle.unavailable ?? "not connected"}).`,
-      );
+      const why = route.handle.unavailable ?? "not connected";
+      this.refuse(`upstream ${route.handle.name} is unavailable (${why})`, {
+        tool: route.name,
+        server: route.handle.name,
+        stage: "upstream-unavailable",
+      });
+      // Only a caller who could be allowed the tool learns that the server is down; anyone
+      // else gets the answer for a tool that does not exist, as when the server is up.
+      const input = this.o.governor.decisionInput({
+        identity: this.identity,
+        sessionId: this.id,
+        sessionCalls: this.calls,
+        upstream: { name: route.handle.name } as UpstreamConnection, // only its name is read
+        tool: route.name,
+        arguments: args as Record<string, unknown>,
+      });
+      if (!this.o.governor.policy.current().couldPermit(input)) return toolError(r.id, notAvailable(name));
+      return toolError(r.id, `Tool "${name}" cannot be reached: upstream ${route.handle.name} is unavailable (${why}).`);
     }
     const hold = this.holdContext(r);
     let verdict: Awaited<ReturnType<Governor["decideCall"]>>;
