@@ -37,6 +37,10 @@ export function refusal(details: RequestDetails, approver: Approver, action: "ap
     (details.via === approver.via && !approver.via.startsWith("os:"));
   // Anyone may turn down their own call; nobody approves it unless the rule allows it.
   if (self && action === "deny") return undefined;
+  // The anonymous identity (loopback development) is whoever can reach the port: not an approver.
+  if (approver.via === "anonymous") {
+    return "approvers must authenticate with an API key or a JWT; the anonymous identity may only turn down its own calls";
+  }
   if (self && !details.requirement.allowSelfApproval) {
     return `${approver.id} made this call (or holds the credential that did) and may not approve it: the rule does not allow self-approval`;
   }

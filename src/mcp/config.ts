@@ -278,6 +278,14 @@ export function loadServeConfig(path: string): ServeConfig {
       `an anonymous identity is only allowed when listening on loopback, not ${listen.host}`,
     );
   }
+  const security = (c.security ?? {}) as Partial<ServeConfig["security"]>;
+  if (!LOOPBACK.has(listen.host) && !security.allowedHosts?.length) {
+    // Without a list the Host header could not be checked, and DNS rebinding would be open.
+    parsed.sink.error(
+      at("/listen/host"),
+      `listening on ${listen.host} (not loopback) needs security.allowedHosts: the Host values clients use, e.g. ["warden.example.com:${listen.port}"] (DNS rebinding protection)`,
+    );
+  }
   const policies = c.policy as string[];
   const oci = policies.filter((p) => p.startsWith(OCI_SCHEME));
   const trust = c.trust as { keys: string[] } | undefined;
@@ -308,7 +316,6 @@ export function loadServeConfig(path: string): ServeConfig {
   if (c.bundle !== undefined && oci.length === 0)
     parsed.sink.error(at("/bundle"), "bundle settings apply to an oci:// policy");
   const limitsIn = (c.limits ?? {}) as { maxMessageBytes?: number; sessionIdleTimeout?: string; maxSessions?: number };
-  const security = (c.security ?? {}) as Partial<ServeConfig["security"]>;
   const approvals = readApprovalsConfig(c.approvals as Record<string, unknown> | undefined, abs);
   for (const p of approvals.problems) parsed.sink.error(at(p.pointer), p.message);
   const errors: Diagnostic[] = problems();

@@ -341,15 +341,16 @@ export class HttpGateway {
     req: IncomingMessage,
     reason: string,
     stage: string,
-    subject: { method?: string; tool?: string } = {},
+    subject: { method?: string; tool?: string; server?: string | null } = {},
   ): Promise<boolean> {
     const path = req.url?.slice(0, 200);
-    const server = /^\/(?:mcp|sse)\/([^/?]+)/.exec(path ?? "")?.[1];
+    const fromPath = /^\/(?:mcp|sse)\/([^/?]+)/.exec(path ?? "")?.[1];
+    const server = subject.server !== undefined ? subject.server : fromPath === undefined ? null : safeDecode(fromPath);
     const event: AuditEvent = {
       type: "decision",
       decision: "deny",
       enforced: true,
-      server: server === undefined ? null : safeDecode(server),
+      server,
       tool: subject.tool ?? null,
       reason,
       detail: { stage, method: req.method, path, remote: req.socket.remoteAddress, rpcMethod: subject.method ?? null },
@@ -611,6 +612,7 @@ export class HttpGateway {
     }
     const body = await readBody(req, this.o.config.limits.maxMessageBytes);
     if (body === null) {
+      void this.refused(req, "message over the size limit", "protocol", { server: session.endpoint });
       json(res, 413, { error: "message too large" });
       return;
     }
@@ -618,6 +620,10 @@ export class HttpGateway {
     res.writeHead(202).end("Accepted");
     session.lastSeen = Date.now();
     if (!parsed.ok) {
+      void this.refused(req, `message refused: ${parsed.why}`, "protocol", {
+        ...refusedSubject(parsed.value),
+        server: session.endpoint,
+      });
       session.send(parsed.response);
       return;
     }

@@ -349,7 +349,10 @@ export class GovernedSession implements UpstreamListener {
         arguments: args as Record<string, unknown>,
       });
       if (!this.o.governor.policy.current().couldPermit(input)) return toolError(r.id, notAvailable(name));
-      return toolError(r.id, `Tool "${name}" cannot be reached: upstream ${route.handle.name} is unavailable (${why}).`);
+      return toolError(
+        r.id,
+        `Tool "${name}" cannot be reached: upstream ${route.handle.name} is unavailable (${why}).`,
+      );
     }
     const hold = this.holdContext(r);
     let verdict: Awaited<ReturnType<Governor["decideCall"]>>;

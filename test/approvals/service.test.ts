@@ -155,6 +155,11 @@ describe("approval service", () => {
     await refuse({ id: "carol", groups: ["dev"], via: "jwt:idp" }, /not an approver/);
     await refuse({ id: "bob", groups: [], via: "api-key:bob" }, /groups ops, sre/); // second obligation
     await refuse({ id: "", groups: ["sre"], via: "api-key:ci" }, /no user id/);
+    // The anonymous identity of a loopback gateway has a user id and even the right group, but is no approver.
+    await refuse(
+      { id: "local-developer", groups: ["sre"], via: "anonymous" },
+      /must authenticate with an API key or a JWT/,
+    );
     await service.decide(id, "approve", { id: "dave", groups: ["sre"], via: "jwt:idp" });
     assert.equal((await held).approved, true);
 

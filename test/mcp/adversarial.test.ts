@@ -1401,8 +1401,15 @@ upstreams:
     const ok = newId();
     assert.equal(textOf(await rpc("/mcp", aggSession, call(ok, "srv__read_thing"))), "the thing");
     const records = await settle({ srv: ["read_thing"] }, "aggregate prefixes");
-    assert.equal(toolDenials(records, "delete_thing").length, 1);
-    assert.equal(toolDenials(records, "__read_thing").length, 2, "srv____read_thing and other____read_thing");
+    // srv__delete_thing is denied by policy; the bare name names no server and is refused before any policy.
+    assert.equal(toolDenials(records, "delete_thing").length, 2);
+    assert.equal(
+      toolDenials(records, "__read_thing").length,
+      3,
+      "srv____read_thing and other____read_thing (by policy), and __read_thing itself (no server)",
+    );
+    // Every refused name left a deny record: probing the aggregate is never silent.
+    assert.equal(denials(records).length, names.length);
   });
 
   it("calls with no name, an empty or non-string name, or arguments that are not an object: -32602", async () => {

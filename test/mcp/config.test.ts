@@ -93,6 +93,16 @@ describe("warden serve config", () => {
       ).join("\n"),
       /store the key's hash, not the key/,
     );
+    const key = `hash: "sha256:${"a".repeat(64)}"`;
+    const offLoopback = `policy: p\nlisten: {host: 0.0.0.0, port: 8443}\nauth:\n  apiKeys: [{name: k, ${key}, agent: {name: a}}]\nupstreams:\n  fs: {command: x}\n`;
+    assert.match(
+      problems((await load(offLoopback)).load).join("\n"),
+      /2:\d+ listening on 0\.0\.0\.0 \(not loopback\) needs security\.allowedHosts: .*"warden\.example\.com:8443"/,
+    );
+    const allowed = loadServeConfig(
+      (await load(`${offLoopback}security: {allowedHosts: ["warden.example.com:8443"]}\n`)).file,
+    );
+    assert.deepEqual(allowed.security.allowedHosts, ["warden.example.com:8443"], "with the allow-list, it loads");
   });
 
   it("accepts a list of policies, JWT settings and remote upstreams", async () => {

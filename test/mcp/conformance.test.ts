@@ -443,12 +443,17 @@ upstreams:
     // The dns-rebinding scenario's forged Host was refused and recorded, once per Warden run.
     const hostRefusals = records.filter((r) => r.type === "decision" && r.detail?.stage === "host");
     assert.equal(hostRefusals.length, 2, JSON.stringify(hostRefusals));
-    // Every tools/call the suite made was decided and recorded under the real server name.
+    // Every tools/call the suite made was decided and recorded under the real server name;
+    // on /mcp, its bare (unprefixed) tool names name no server and are recorded as refused.
     const calls = records.filter((r) => r.type === "decision" && typeof r.tool === "string");
     assert.ok(calls.length > 0, "no tool-call decisions recorded");
     for (const r of calls) {
-      assert.equal(r.server, "everything");
       assert.deepEqual(r.agent, { name: "conformance" });
+      if (r.server === null) {
+        assert.equal(r.detail?.stage, "protocol");
+        assert.match(String(r.reason), /^no upstream serves /);
+      } else assert.equal(r.server, "everything");
     }
+    assert.ok(calls.some((r) => r.server === "everything"));
   });
 });

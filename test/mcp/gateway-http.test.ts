@@ -488,6 +488,40 @@ describe("warden serve (in-process gateway, three shared upstreams)", () => {
     assert.equal(log.at(-1)?.decision, "deny");
   });
 
+  it("legacy HTTP+SSE: malformed, duplicate-key and oversized messages are refused and recorded", async () => {
+    const stream = await fetch(`${url}/sse/everything`, {
+      headers: { Authorization: `Bearer ${apiKey}`, Accept: "text/event-stream" },
+    });
+    assert.equal(stream.status, 200);
+    const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
+    let text = "";
+    while (!/data: (\/messages\?sessionId=\S+)/.test(text)) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, "the endpoint event arrives");
+      text += new TextDecoder().decode(value);
+    }
+    const endpoint = (/data: (\/messages\?sessionId=\S+)/.exec(text) as RegExpExecArray)[1];
+    const send = (body: string) =>
+      fetch(`${url}${endpoint}`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${apiKey}`, "Content-Type": "application/json" },
+        body,
+      });
+    const before = refusals(await records(), "protocol").length;
+    assert.equal((await send("{not json")).status, 202);
+    assert.equal(
+      (await send('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"get-env"}}')).status,
+      202,
+    );
+    assert.equal((await send(`"${"x".repeat(5 * 1024 * 1024)}"`)).status, 413);
+    const found = await refused("protocol", before + 3);
+    const legacy = found.slice(before);
+    assert.ok(legacy.every((r) => r.server === "everything" && String(r.detail?.path).startsWith("/messages")));
+    assert.ok(legacy.some((r) => /size limit/.test(String(r.reason))));
+    assert.ok(legacy.some((r) => /duplicate/i.test(String(r.reason))));
+    await reader.cancel();
+  });
+
   it("rate limit: the 4th call within a minute is denied with the reason", async () => {
     const c = await connect("/mcp/everything", apiKey);
     for (let i = 0; i < 3; i++) {
