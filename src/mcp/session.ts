@@ -245,7 +245,9 @@ export class GovernedSession implements UpstreamListener {
           ErrorCode.UpstreamUnavailable,
           `upstream ${one.name} is not ready: ${one.unavailable ?? "starting"}`,
         );
-      return ok(r.id, { ...init, protocolVersion });
+      // The shared server speaks the version it agreed with Warden, and its messages pass
+      // through unchanged: that is the version this session gets (the client may then decline).
+      return ok(r.id, init);
     }
     return ok(r.id, {
       protocolVersion,
