@@ -9,8 +9,11 @@
 //
 // Running: the tag is polled (HEAD, then a full verified pull when the digest
 // changes). A new bundle that verifies and is not a rollback is swapped in; one
-// that does not is refused, once per digest, and the last good one stays. Both
-// are reported as ReloadEvents, which the gateways write to the audit log.
+// that does not is refused and the last good one stays. Both are reported as
+// ReloadEvents, which the gateways write to the audit log; a refusal once per
+// digest and reason. A digest refused for want of a trusted signature is checked
+// again on later polls (it may be signed after it was pushed); any other refusal
+// of a digest is final.
 
 import { ensureDataDir } from "../audit/data-dir.js";
 import {
@@ -27,7 +30,7 @@ import type { Evidence, TrustedKey } from "./cosign.js";
 import { SupplyError, type SupplyErrorCode } from "./errors.js";
 import { formatReference, isOciReference, type OciReference, parseReference, withDigest } from "./reference.js";
 import type { RegistryClient, RegistryOptions } from "./registry.js";
-import { requireVerified } from "./signing.js";
+import { collectEvidence, requireVerified } from "./signing.js";
 import { loadTrustedKeys } from "./trust.js";
 import { pullVerified } from "./verified.js";
 
@@ -42,6 +45,18 @@ const REFUSALS: readonly SupplyErrorCode[] = [
   "invalid-artifact",
   "rollback",
 ];
+
+/**
+ * Refusals that a digest can outgrow: signatures are stored next to a bundle, not
+ * in it, so one with no signature (pushed, not signed yet: `bundle push`, then
+ * `bundle sign`) or none by a trusted key (signed again with the right key) can
+ * verify later without its digest changing. Such a digest is checked again on
+ * every poll. Every other refusal is final for the digest: its content does not
+ * match it (digest-mismatch), is not a valid bundle (invalid-bundle,
+ * invalid-artifact), or is older than the bundle in force, which only moves
+ * forward (rollback).
+ */
+const AWAITING_SIGNATURE: readonly SupplyErrorCode[] = ["unsigned", "untrusted"];
 
 export interface BundleSourceOptions {
   /** oci://HOST/REPO:TAG or @sha256:… */
@@ -89,7 +104,10 @@ export class BundlePolicySource implements WatchablePolicySource {
   private inForce: InForce;
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<unknown> = Promise.resolve();
+  /** Digests refused for good: not fetched again. */
   private readonly refused = new Set<string>();
+  /** Digests waiting for a trusted signature (AWAITING_SIGNATURE), with the refusals already reported for each. */
+  private readonly awaitingSignature = new Map<string, Set<SupplyErrorCode>>();
   private unreachableSince: number | null = null;
   private tagMissing = false;
   private onEvent: ((e: ReloadEvent) => void) | undefined;
@@ -305,6 +323,10 @@ export class BundlePolicySource implements WatchablePolicySource {
     if (digest === this.inForce.info.digest || this.refused.has(digest)) return null;
     let event: ReloadEvent;
     try {
+      // Checked again: the signatures first, so that until one verifies neither
+      // the manifest nor the bundle is fetched again; then the full pull.
+      if (this.awaitingSignature.has(digest))
+        requireVerified(digest, await collectEvidence(this.client, digest), this.o.keys);
       const v = await pullVerified(this.client, this.ref, this.o.keys, digest);
       if (v.digest === this.inForce.info.digest) return null;
       const candidate = info(reference, v.digest, v.opened);
@@ -319,6 +341,7 @@ export class BundlePolicySource implements WatchablePolicySource {
       const set = compileBundle(v.opened, this.o.engine);
       const previous = this.inForce;
       this.inForce = { set, info: candidate };
+      this.awaitingSignature.delete(v.digest);
       BundlePolicySource.store(this.cache, candidate, v.evidence, v.manifest, v.bundle, log);
       event = {
         kind: "loaded",
@@ -342,7 +365,14 @@ export class BundlePolicySource implements WatchablePolicySource {
         return null;
       }
       const candidate = (err as SupplyError & { candidate?: BundleEventInfo }).candidate ?? { reference, digest };
-      this.refused.add(digest);
+      if (AWAITING_SIGNATURE.includes(err.code)) {
+        const reported = this.awaitingSignature.get(digest) ?? new Set<SupplyErrorCode>();
+        if (reported.has(err.code)) return null; // still waiting: already in the log
+        this.awaitingSignature.set(digest, reported.add(err.code));
+      } else {
+        this.refused.add(digest);
+        this.awaitingSignature.delete(digest);
+      }
       event = BundlePolicySource.refusedEvent(err, this.inForce, candidate);
     }
     if (!this.closed) this.onEvent?.(event);

@@ -45,6 +45,8 @@ export interface Published {
   digest: string;
   bundleDigest: string;
   revision: string;
+  /** The size of the bundle's OCI manifest, for signing it later. */
+  manifestSize: number;
 }
 
 /** Builds a bundle from policy text, pushes it to oci://host/repo:tag, and signs it unless `sign` is null. */
@@ -60,13 +62,25 @@ export async function publish(
   const ref = parseReference(reference);
   const client = clientFor(ref);
   const pushed = await pushBundle(client, ref, built.bytes);
-  if (o.sign)
-    await signManifest(
-      client,
-      ref,
-      { mediaType: OCI_MANIFEST, digest: pushed.digest, size: pushed.manifest.length },
-      o.sign.private,
-      o.formats,
-    );
-  return { reference, digest: pushed.digest, bundleDigest: built.digest, revision: built.manifest.revision };
+  const published = {
+    reference,
+    digest: pushed.digest,
+    bundleDigest: built.digest,
+    revision: built.manifest.revision,
+    manifestSize: pushed.manifest.length,
+  };
+  if (o.sign) await signPublished(published, o.sign, o.formats);
+  return published;
+}
+
+/** Signs a bundle already pushed (`warden bundle push`, later `warden bundle sign`), by its digest. */
+export async function signPublished(p: Published, key: TestKey, formats?: SignatureFormat[]): Promise<void> {
+  const ref = parseReference(p.reference);
+  await signManifest(
+    clientFor(ref),
+    ref,
+    { mediaType: OCI_MANIFEST, digest: p.digest, size: p.manifestSize },
+    key.private,
+    formats,
+  );
 }

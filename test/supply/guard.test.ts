@@ -10,7 +10,7 @@ import { BundlePolicySource, isRollback } from "../../src/supply/bundle-source.j
 import { trustedKey } from "../../src/supply/cosign.js";
 import { SupplyError } from "../../src/supply/errors.js";
 import { loadTrustedKeys } from "../../src/supply/trust.js";
-import { echoPolicy, publish, type TestKey, testKey } from "../helpers/bundles.js";
+import { echoPolicy, publish, signPublished, type TestKey, testKey } from "../helpers/bundles.js";
 import { freePort, type RunningRegistry, registrySkipReason, startRegistry } from "../helpers/registry.js";
 
 const skip = registrySkipReason();
@@ -23,6 +23,24 @@ const echo = (set: ReturnType<BundlePolicySource["current"]>) =>
 
 let n = 0;
 const dataDir = () => join(root, `data-${++n}`);
+
+/** Records the requests this process makes (the registry client uses the global fetch) until stopped. */
+function recordRequests(): { urls: string[]; stop(): void } {
+  const original = globalThis.fetch;
+  const urls: string[] = [];
+  globalThis.fetch = (input, init) => {
+    urls.push(`${init?.method ?? "GET"} ${String(input)}`);
+    return original(input, init);
+  };
+  return {
+    urls,
+    stop: () => {
+      globalThis.fetch = original;
+    },
+  };
+}
+
+const codes = (events: ReloadEvent[]) => events.map((e) => (e.kind === "loaded" ? "loaded" : e.code));
 
 async function refusedWith(p: Promise<unknown>, code: string, message: RegExp): Promise<void> {
   await assert.rejects(p, (err: unknown) => {
@@ -173,10 +191,7 @@ describe("a Guard on a signed bundle", { skip }, () => {
       assert.equal(echo(source.current()), "deny", `${code}: the last good bundle stays`);
       assert.equal(await source.poll(), null, `${code}: reported once`);
     }
-    assert.deepEqual(
-      events.map((e) => (e.kind === "loaded" ? "loaded" : e.code)),
-      ["loaded", "unsigned", "untrusted", "rollback"],
-    );
+    assert.deepEqual(codes(events), ["loaded", "unsigned", "untrusted", "rollback"]);
     source.close();
 
     // Restarting offline gives the last good bundle (v2), from the cache.
@@ -184,6 +199,120 @@ describe("a Guard on a signed bundle", { skip }, () => {
       readFileSync(join(dir, "bundles", "refs", readdirSync(join(dir, "bundles", "refs"))[0] as string), "utf8"),
     );
     assert.equal(cached.digest, v2.digest);
+  });
+
+  describe("polling a bundle that is signed after it is pushed", () => {
+    // Signatures live next to a bundle, not in it: `warden bundle push` then
+    // `warden bundle sign` leaves a window in which the tag names an unsigned digest.
+    const start = async (name: string) => {
+      const reference = ref(`g/${name}`);
+      const v1 = await publish(reference, echoPolicy("allow", `${name}-v1`), {
+        created: "2026-04-01T00:00:00Z",
+        sign: signer,
+      });
+      const source = await open(reference, dataDir());
+      const events: ReloadEvent[] = [];
+      source.watch((e) => events.push(e));
+      /** Pushes B, a newer bundle, signed or not. */
+      const pushB = (sign: TestKey | null) =>
+        publish(reference, echoPolicy("deny", `${name}-b`), { created: "2026-04-02T00:00:00Z", sign });
+      return { v1, source, events, pushB };
+    };
+
+    async function loads(source: BundlePolicySource, b: { reference: string; digest: string }, was: string) {
+      const e = await source.poll();
+      assert.equal(e?.kind, "loaded");
+      assert.deepEqual(e?.kind === "loaded" && [e.bundle?.digest, e.previousBundle?.digest], [b.digest, was]);
+      assert.equal(source.bundle(), `${b.reference}@${b.digest}`);
+      assert.equal(echo(source.current()), "deny");
+      assert.equal(await source.poll(), null, "nothing new once it is in force");
+    }
+
+    it("unsigned: refused once, checked again on every poll, loaded once signed by the trusted key", async () => {
+      const { v1, source, events, pushB } = await start("sign-later");
+      const b = await pushB(null);
+      const e = await source.poll();
+      assert.equal(e?.kind === "refused" && e.code, "unsigned");
+      assert.equal(e?.kind === "refused" && e.bundle?.digest, b.digest);
+      const seen = recordRequests();
+      try {
+        assert.equal(await source.poll(), null, "reported once");
+        assert.equal(await source.poll(), null, "reported once");
+      } finally {
+        seen.stop();
+      }
+      assert.ok(
+        seen.urls.some((u) => u.includes(`/sha256-${b.digest.slice(7)}`)),
+        `the signatures are looked up again: ${seen.urls.join(", ")}`,
+      );
+      assert.ok(!seen.urls.some((u) => u.includes(b.bundleDigest)), "the bundle itself is not downloaded again");
+      assert.equal(echo(source.current()), "allow", "the last good bundle stays");
+
+      await signPublished(b, signer);
+      await loads(source, b, v1.digest);
+      assert.deepEqual(codes(events), ["unsigned", "loaded"]);
+      source.close();
+    });
+
+    it("signed by an untrusted key: refused once, loaded once signed by the trusted key", async () => {
+      const { v1, source, events, pushB } = await start("sign-again");
+      const b = await pushB(stranger);
+      const e = await source.poll();
+      assert.equal(e?.kind === "refused" && e.code, "untrusted");
+      assert.equal(await source.poll(), null, "reported once");
+      await signPublished(b, stranger); // the same key again: nothing changes
+      assert.equal(await source.poll(), null, "reported once");
+      assert.equal(echo(source.current()), "allow", "the last good bundle stays");
+
+      await signPublished(b, signer);
+      await loads(source, b, v1.digest);
+      assert.deepEqual(codes(events), ["untrusted", "loaded"]);
+      source.close();
+    });
+
+    it("a new reason for the same digest is reported once too (unsigned, then untrusted)", async () => {
+      const { v1, source, events, pushB } = await start("sign-wrong");
+      const b = await pushB(null);
+      assert.equal((await source.poll())?.kind, "refused");
+      await signPublished(b, stranger);
+      const e = await source.poll();
+      assert.equal(e?.kind === "refused" && e.code, "untrusted");
+      assert.equal(await source.poll(), null, "reported once");
+
+      await signPublished(b, signer);
+      await loads(source, b, v1.digest);
+      assert.deepEqual(codes(events), ["unsigned", "untrusted", "loaded"]);
+      source.close();
+    });
+
+    it("a tampered digest stays refused: reported once, not fetched again even when it would verify", async () => {
+      const { source, events, pushB } = await start("tampered");
+      const b = await pushB(signer);
+      const blob = reg.blobPath(b.bundleDigest);
+      const original = readFileSync(blob);
+      const altered = Buffer.from(original);
+      altered.writeUInt8((altered.at(-1) as number) ^ 1, altered.length - 1); // same size, other bytes
+      writeFileSync(blob, altered);
+      const e = await source.poll();
+      assert.equal(e?.kind === "refused" && e.code, "digest-mismatch");
+      assert.equal(await source.poll(), null, "reported once");
+
+      writeFileSync(blob, original); // the registry serves the right bytes again
+      const seen = recordRequests();
+      try {
+        assert.equal(await source.poll(), null, "a digest refused for its content is refused for good");
+      } finally {
+        seen.stop();
+      }
+      assert.deepEqual(
+        seen.urls.map((u) => u.split(" ")[0]),
+        ["HEAD"],
+        `only the tag is checked: ${seen.urls.join(", ")}`,
+      );
+      assert.equal(echo(source.current()), "allow", "the last good bundle stays");
+      assert.deepEqual(codes(events), ["digest-mismatch"]);
+      source.close();
+    });
   });
 
   it("rollback: refused at restart too (the cache remembers), accepted when explicitly allowed", async () => {
