@@ -5,7 +5,7 @@
 // With pinned keys every record must also be covered by a trusted checkpoint.
 // The result names the first bad record or checkpoint and what is wrong with it.
 import { readFileSync } from "node:fs";
-import { loadPublicKey } from "../keys/keys.js";
+import { ed25519PublicKeyFromBytes, loadPublicKey } from "../keys/keys.js";
 import { type AuditStore, type Head, splitSegment } from "../store/audit-store.js";
 import { CompactRange, LeafHasher } from "./merkle.js";
 import {
@@ -129,10 +129,11 @@ export async function verifyLog(
       const size = sizeOf(note);
       const at = size === undefined ? "" : ` (size ${size})`;
       if (err.kind === "unverified") {
+        const renamed = renamedKeyHint(note, verifiers);
         add({
           kind: "unknown-key",
           checkpoint: n,
-          message: `${where}${at}: ${err.message} — forged, or signed with a key not given with --key`,
+          message: `${where}${at}: ${err.message} — ${renamed ?? "forged, or signed with a key not given with --key"}`,
         });
       } else if (err.kind === "bad-signature") {
         add({
@@ -179,7 +180,11 @@ export async function verifyLog(
         pinned = c;
       }
     } catch (err) {
-      add({ kind: "unknown-key", message: `the trusted checkpoint does not verify: ${(err as Error).message}` });
+      const renamed = err instanceof NoteError && err.kind === "unverified" ? renamedKeyHint(trusted, verifiers) : null;
+      add({
+        kind: "unknown-key",
+        message: `the trusted checkpoint does not verify: ${(err as Error).message}${renamed ? ` — ${renamed}` : ""}`,
+      });
     }
   }
 
@@ -306,6 +311,42 @@ export async function verifyLog(
 export function tailLabel(from: number, to: number): string {
   const n = to - from;
   return n === 1 ? `the last record (${from}) is` : `the last ${n} records (${from}–${to - 1}) are`;
+}
+
+/**
+ * When no trusted key verifies a signed note: whether one of its signatures
+ * verifies with a trusted key's public key all the same, under another key name
+ * (a verifier key named "warden" for a log whose origin is "warden/host"). Says
+ * so and how to fix it; null when no trusted key made any of its signatures.
+ */
+export function renamedKeyHint(note: string, verifiers: readonly NoteVerifier[]): string | null {
+  let parsed: ReturnType<typeof parseNote>;
+  try {
+    parsed = parseNote(note);
+  } catch {
+    return null;
+  }
+  const body = Buffer.from(parsed.text, "utf8");
+  for (const s of parsed.signatures) {
+    for (const v of verifiers) {
+      if (v.name === s.name || !v.verify(body, s.signature)) continue;
+      const renamed = ed25519Verifier(s.name, verifierPublicKey(v));
+      const vkey = renamed.keyId === s.keyId ? ` ${renamed.vkey}` : ` for "${s.name}"`;
+      return (
+        `it was signed by the key given as ${keyLabel(v)}, named "${s.name}" instead of "${v.name}": ` +
+        "the same public key under another name (a log signs under its origin, and a signature names its key). " +
+        `Name the key after the origin: pass the PEM public key with --key, or the verifier key${vkey} ` +
+        `(warden keys vkey --key PUB.pem --name ${s.name})`
+      );
+    }
+  }
+  return null;
+}
+
+/** The Ed25519 public key of a verifier, from its verifier key `name+hexid+base64(0x01||key)`. */
+function verifierPublicKey(v: NoteVerifier) {
+  const material = Buffer.from(v.vkey.slice(v.vkey.indexOf("+", v.vkey.indexOf("+") + 1) + 1), "base64");
+  return ed25519PublicKeyFromBytes(material.subarray(1));
 }
 
 /** What reading the records yields: the rebuilt tree, its roots at the sizes asked for, and record problems. */

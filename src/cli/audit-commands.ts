@@ -23,6 +23,7 @@ import {
   fileSource,
   loadVerifiers,
   originOfCheckpoints,
+  renamedKeyHint,
   storeSource,
   tailLabel,
   type VerifyResult,
@@ -373,7 +374,14 @@ async function checkProof(args: string[], io: CliIO): Promise<number> {
   };
   const signed = (note: unknown, what: string) => {
     if (typeof note !== "string") throw new UsageError(`the proof has no ${what}`);
-    const c = openCheckpoint(note, verifiers);
+    let c: ReturnType<typeof openCheckpoint>;
+    try {
+      c = openCheckpoint(note, verifiers);
+    } catch (err) {
+      const renamed = err instanceof NoteError && err.kind === "unverified" ? renamedKeyHint(note, verifiers) : null;
+      if (renamed) throw new NoteError("unverified", `${err instanceof Error ? err.message : err} — ${renamed}`);
+      throw err;
+    }
     if (origin !== null && c.origin !== origin)
       throw new NoteError("malformed", `${what} is for "${c.origin}", not "${origin}"`);
     return c;
