@@ -64,12 +64,12 @@ public key in DIR/keys/ is used, with a warning: a key pinned elsewhere is
 stronger evidence.
 
 Signed coverage: with --key (and always with --file) every record must be
-covered by a checkpoint signed by a --key key, or verify fails. Records after
-the last such checkpoint (a live log's writer signs them within its checkpoint
-interval, ${CHECKPOINT_INTERVAL}) are accepted with a warning
-with --allow-unsigned-tail; a log with records and no trusted checkpoint always
-fails. Without --key, records no checkpoint covers are a warning: they are NOT
-verified.
+covered by a checkpoint signed by a --key key, or verify fails. A live log's
+writer signs new records within its checkpoint interval
+(${CHECKPOINT_INTERVAL});
+--allow-unsigned-tail accepts the records after the last trusted checkpoint
+with a warning. A log with records and no trusted checkpoint always fails.
+Without --key, records no checkpoint covers are a warning: NOT verified.
 
 Exit codes: 0 intact / success; 1 verification failed (the first problem is
 named); 2 unusable input, options or data directory.
