@@ -2,9 +2,10 @@
 // export (JSONL records plus a checkpoints file): every leaf is recomputed, the
 // tree is rebuilt, every checkpoint's signature is checked against the trusted
 // keys and its root against the rebuilt tree, and checkpoints must only grow.
+// With pinned keys every record must also be covered by a trusted checkpoint.
 // The result names the first bad record or checkpoint and what is wrong with it.
 import { readFileSync } from "node:fs";
-import { loadPublicKey } from "../keys/keys.js";
+import { ed25519PublicKeyFromBytes, loadPublicKey } from "../keys/keys.js";
 import { type AuditStore, type Head, splitSegment } from "../store/audit-store.js";
 import { CompactRange, LeafHasher } from "./merkle.js";
 import {
@@ -33,7 +34,8 @@ export type ProblemKind =
   | "rollback"
   | "malformed"
   | "origin"
-  | "head";
+  | "head"
+  | "unsigned";
 
 export interface VerifyProblem {
   kind: ProblemKind;
@@ -53,7 +55,10 @@ export interface VerifyResult {
   root: string;
   /** The newest checkpoint that verified, and who signed it. */
   latest: { n: number; size: number; signedBy: string[] } | null;
-  /** Records after the latest verified checkpoint: no signature covers them yet. */
+  /**
+   * Records after the latest verified checkpoint (or the trusted checkpoint, if it
+   * signs more): no signature covers them yet.
+   */
   uncovered: number;
   problems: VerifyProblem[];
 }
@@ -69,6 +74,25 @@ export interface LogSource {
 
 const MAX_PROBLEMS = 20;
 
+/** Where a running writer's checkpoint interval is set, for messages about unsigned records. */
+export const CHECKPOINT_INTERVAL = "audit.checkpointEvery, default 1000 records or 10 s";
+
+export interface VerifyOptions {
+  /**
+   * Every record must be covered by a checkpoint signed by one of the verifiers
+   * (the verifier pinned the keys): uncovered records are a problem ("unsigned").
+   * Without it they are only counted in `uncovered`.
+   */
+  requireSignatures?: boolean;
+  /**
+   * With requireSignatures: records after the last trusted checkpoint are
+   * tolerated (a live log whose writer has not signed them yet). A log with
+   * records and no trusted checkpoint at all still fails: nothing in it is
+   * authenticated.
+   */
+  allowUnsignedTail?: boolean;
+}
+
 interface GoodCheckpoint {
   n: number;
   size: number;
@@ -80,7 +104,12 @@ interface GoodCheckpoint {
  * Verifies a log. `trusted` is a checkpoint the verifier saved earlier (from
  * this log, e.g. via `warden audit checkpoint`); the log must still contain it.
  */
-export async function verifyLog(source: LogSource, verifiers: NoteVerifier[], trusted?: string): Promise<VerifyResult> {
+export async function verifyLog(
+  source: LogSource,
+  verifiers: NoteVerifier[],
+  trusted?: string,
+  options: VerifyOptions = {},
+): Promise<VerifyResult> {
   const problems: VerifyProblem[] = [];
   const add = (p: VerifyProblem) => {
     if (problems.length < MAX_PROBLEMS) problems.push(p);
@@ -100,10 +129,11 @@ export async function verifyLog(source: LogSource, verifiers: NoteVerifier[], tr
       const size = sizeOf(note);
       const at = size === undefined ? "" : ` (size ${size})`;
       if (err.kind === "unverified") {
+        const renamed = renamedKeyHint(note, verifiers);
         add({
           kind: "unknown-key",
           checkpoint: n,
-          message: `${where}${at}: ${err.message} — forged, or signed with a key not given with --key`,
+          message: `${where}${at}: ${err.message} — ${renamed ?? "forged, or signed with a key not given with --key"}`,
         });
       } else if (err.kind === "bad-signature") {
         add({
@@ -150,7 +180,11 @@ export async function verifyLog(source: LogSource, verifiers: NoteVerifier[], tr
         pinned = c;
       }
     } catch (err) {
-      add({ kind: "unknown-key", message: `the trusted checkpoint does not verify: ${(err as Error).message}` });
+      const renamed = err instanceof NoteError && err.kind === "unverified" ? renamedKeyHint(trusted, verifiers) : null;
+      add({
+        kind: "unknown-key",
+        message: `the trusted checkpoint does not verify: ${(err as Error).message}${renamed ? ` — ${renamed}` : ""}`,
+      });
     }
   }
 
@@ -228,6 +262,38 @@ export async function verifyLog(source: LogSource, verifiers: NoteVerifier[], tr
     }
   }
   const latest = good.filter((g) => !mismatched.includes(g) && g.size <= size).at(-1) ?? null;
+  // Signed coverage: the records up to the largest trusted tree that matches them.
+  const pinnedHolds =
+    pinned !== undefined && pinned.size <= size && !!scan.rootsAt.get(pinned.size)?.equals(pinned.root);
+  const covered = Math.max(latest?.size ?? 0, pinnedHolds ? (pinned?.size ?? 0) : 0);
+  const uncovered = size - covered;
+  // Reported only when nothing else is wrong: a bad or unknown checkpoint already says why coverage is missing.
+  if (options.requireSignatures && uncovered > 0 && problems.length === 0) {
+    if (covered === 0) {
+      const none = source.checkpoints.length === 0 ? " (the log has no checkpoints)" : "";
+      add({
+        kind: "unsigned",
+        seq: 0,
+        message:
+          `${size === 1 ? "its one record is not" : `none of the ${size} records is`} covered by a checkpoint signed by a trusted key${none}: nothing in this log is authenticated — ` +
+          `its checkpoints were removed, or it was forged. A running writer signs its first checkpoint within its checkpoint interval (${CHECKPOINT_INTERVAL}); ` +
+          "--allow-unsigned-tail does not accept a log without any trusted checkpoint",
+      });
+    } else if (!options.allowUnsignedTail) {
+      const which =
+        latest && latest.size === covered
+          ? `the latest, #${latest.n}, signs ${covered}`
+          : `the trusted checkpoint signs ${covered}`;
+      add({
+        kind: "unsigned",
+        seq: covered,
+        message:
+          `${tailLabel(covered, size)} not covered by a checkpoint signed by a trusted key (${which}): ${uncovered === 1 ? "it is" : "they are"} not authenticated. ` +
+          `A running writer signs new records within its checkpoint interval (${CHECKPOINT_INTERVAL}): verify again after it, ` +
+          "or pass --allow-unsigned-tail to accept the unsigned records knowingly (a warning instead of a failure)",
+      });
+    }
+  }
   return {
     ok: problems.length === 0,
     origin,
@@ -236,9 +302,51 @@ export async function verifyLog(source: LogSource, verifiers: NoteVerifier[], tr
     size,
     root: root.toString("base64"),
     latest: latest && { n: latest.n, size: latest.size, signedBy: latest.signedBy },
-    uncovered: size - (latest?.size ?? 0),
+    uncovered,
     problems,
   };
+}
+
+/** "the last 10 records (40–49) are" / "the last record (49) is": records from..to-1. */
+export function tailLabel(from: number, to: number): string {
+  const n = to - from;
+  return n === 1 ? `the last record (${from}) is` : `the last ${n} records (${from}–${to - 1}) are`;
+}
+
+/**
+ * When no trusted key verifies a signed note: whether one of its signatures
+ * verifies with a trusted key's public key all the same, under another key name
+ * (a verifier key named "warden" for a log whose origin is "warden/host"). Says
+ * so and how to fix it; null when no trusted key made any of its signatures.
+ */
+export function renamedKeyHint(note: string, verifiers: readonly NoteVerifier[]): string | null {
+  let parsed: ReturnType<typeof parseNote>;
+  try {
+    parsed = parseNote(note);
+  } catch {
+    return null;
+  }
+  const body = Buffer.from(parsed.text, "utf8");
+  for (const s of parsed.signatures) {
+    for (const v of verifiers) {
+      if (v.name === s.name || !v.verify(body, s.signature)) continue;
+      const renamed = ed25519Verifier(s.name, verifierPublicKey(v));
+      const vkey = renamed.keyId === s.keyId ? ` ${renamed.vkey}` : ` for "${s.name}"`;
+      return (
+        `it was signed by the key given as ${keyLabel(v)}, named "${s.name}" instead of "${v.name}": ` +
+        "the same public key under another name (a log signs under its origin, and a signature names its key). " +
+        `Name the key after the origin: pass the PEM public key with --key, or the verifier key${vkey} ` +
+        `(warden keys vkey --key PUB.pem --name ${s.name})`
+      );
+    }
+  }
+  return null;
+}
+
+/** The Ed25519 public key of a verifier, from its verifier key `name+hexid+base64(0x01||key)`. */
+function verifierPublicKey(v: NoteVerifier) {
+  const material = Buffer.from(v.vkey.slice(v.vkey.indexOf("+", v.vkey.indexOf("+") + 1) + 1), "base64");
+  return ed25519PublicKeyFromBytes(material.subarray(1));
 }
 
 /** What reading the records yields: the rebuilt tree, its roots at the sizes asked for, and record problems. */

@@ -19,10 +19,13 @@ import {
 import { keyLabel, NoteError, openCheckpoint, parseCheckpointText, parseNote, strictBase64 } from "../audit/note.js";
 import { type AuditRecord, parseRecord, RECORD_TYPES } from "../audit/record.js";
 import {
+  CHECKPOINT_INTERVAL,
   fileSource,
   loadVerifiers,
   originOfCheckpoints,
+  renamedKeyHint,
   storeSource,
+  tailLabel,
   type VerifyResult,
   verifyLog,
 } from "../audit/verify.js";
@@ -37,8 +40,9 @@ Every command reads the log in --data-dir DIR (default: $WARDEN_DATA_DIR, else .
 the directory the gateway writes to; none of them writes to it.
 
 Commands:
-  verify [--key PUB]... [--checkpoint FILE]   check every record, the tree and every checkpoint
-  verify --file EXPORT.jsonl [--checkpoints FILE] --key PUB...
+  verify [--key PUB]... [--checkpoint FILE] [--allow-unsigned-tail]
+                                              check every record, the tree and every checkpoint
+  verify --file EXPORT.jsonl [--checkpoints FILE] --key PUB... [--allow-unsigned-tail]
                                               the same, offline, on an export
   checkpoint [-o FILE]                        print the latest signed checkpoint (save it elsewhere)
   prove --seq N                               inclusion proof (JSON) against the latest checkpoint
@@ -58,6 +62,14 @@ Keys (--key, repeatable): a PEM public key file, a file holding a verifier key
 (name+hexid+base64), or the verifier key itself. Without --key, the log's own
 public key in DIR/keys/ is used, with a warning: a key pinned elsewhere is
 stronger evidence.
+
+Signed coverage: with --key (and always with --file) every record must be
+covered by a checkpoint signed by a --key key, or verify fails. A live log's
+writer signs new records within its checkpoint interval
+(${CHECKPOINT_INTERVAL});
+--allow-unsigned-tail accepts the records after the last trusted checkpoint
+with a warning. A log with records and no trusted checkpoint always fails.
+Without --key, records no checkpoint covers are a warning: NOT verified.
 
 Exit codes: 0 intact / success; 1 verification failed (the first problem is
 named); 2 unusable input, options or data directory.
@@ -162,10 +174,16 @@ function report(r: VerifyResult, io: CliIO, format: string): number {
     io.stdout(`FAIL: ${first?.message}\n`);
     for (const p of more) io.stdout(`  also: ${p.message}\n`);
   }
-  if (r.ok && r.latest === null && r.records > 0) {
-    io.stderr(`warning: no signed checkpoint covers these ${r.records} records yet\n`);
-  } else if (r.ok && r.uncovered > 0) {
-    io.stderr(`warning: the last ${r.uncovered} records are not yet covered by a signed checkpoint\n`);
+  // Only reached with uncovered records when they are tolerated: without --key, or with --allow-unsigned-tail.
+  if (r.ok && r.uncovered > 0) {
+    const what =
+      r.uncovered === r.records
+        ? `no signed checkpoint covers ${r.records === 1 ? "this record: it is" : `these ${r.records} records: they are`}`
+        : `${tailLabel(r.records - r.uncovered, r.records)} not covered by a signed checkpoint: ${r.uncovered === 1 ? "it is" : "they are"}`;
+    io.stderr(
+      `warning: ${what} NOT verified (they could have been written or altered by anyone who can write the log). ` +
+        `A running writer signs new records within its checkpoint interval (${CHECKPOINT_INTERVAL}); verify again after it\n`,
+    );
   }
   return r.ok ? EXIT.ok : EXIT.failed;
 }
@@ -177,9 +195,11 @@ async function verify(args: string[], io: CliIO): Promise<number> {
     file: { type: "string" },
     checkpoints: { type: "string" },
     format: { type: "string" },
+    "allow-unsigned-tail": { type: "boolean" },
   });
   noPositionals(positionals);
   const format = values.format ?? "text";
+  const allowUnsignedTail = values["allow-unsigned-tail"] === true;
   if (format !== "text" && format !== "json") throw new UsageError(`--format must be text or json, not "${format}"`);
   const keys = values.key as string[] | undefined;
   const trusted = values.checkpoint ? await readInput(values.checkpoint as string, io) : undefined;
@@ -195,12 +215,15 @@ async function verify(args: string[], io: CliIO): Promise<number> {
     } catch (err) {
       throw new UsageError(`cannot read the export: ${(err as Error).message}`);
     }
-    const verifiers = loadVerifiers(keys, originOfCheckpoints(cps));
-    const result = await verifyLog(fileSource(jsonl, cps), verifiers, trusted);
-    if (result.checkpoints === 0) {
+    const source = fileSource(jsonl, cps);
+    if (source.checkpoints.length === 0) {
+      // Checked first: without a checkpoint there is no origin to name a PEM key after, and nothing signed.
       io.stdout(`FAIL: ${cpPath} holds no checkpoints: nothing signed to verify the export against\n`);
       return EXIT.failed;
     }
+    const verifiers = loadVerifiers(keys, originOfCheckpoints(cps));
+    // An export is always checked against pinned keys: the same rules as --key on a data directory.
+    const result = await verifyLog(source, verifiers, trusted, { requireSignatures: true, allowUnsignedTail });
     return report(result, io, format);
   }
   const store = openReader(values["data-dir"] as string | undefined);
@@ -209,7 +232,10 @@ async function verify(args: string[], io: CliIO): Promise<number> {
     store.db.exec("BEGIN");
     const source = storeSource(store);
     const verifiers = verifiersFor(keys, source.origin, values["data-dir"] as string | undefined, io);
-    return report(await verifyLog(source, verifiers, trusted), io, format);
+    // Pinned keys: every record must be signed by one (the log's own key, from the data directory, proves less).
+    const pinned = keys !== undefined && keys.length > 0;
+    const options = { requireSignatures: pinned, allowUnsignedTail };
+    return report(await verifyLog(source, verifiers, trusted, options), io, format);
   } finally {
     if (store.db.inTransaction) store.db.exec("COMMIT");
     store.close();
@@ -348,7 +374,14 @@ async function checkProof(args: string[], io: CliIO): Promise<number> {
   };
   const signed = (note: unknown, what: string) => {
     if (typeof note !== "string") throw new UsageError(`the proof has no ${what}`);
-    const c = openCheckpoint(note, verifiers);
+    let c: ReturnType<typeof openCheckpoint>;
+    try {
+      c = openCheckpoint(note, verifiers);
+    } catch (err) {
+      const renamed = err instanceof NoteError && err.kind === "unverified" ? renamedKeyHint(note, verifiers) : null;
+      if (renamed) throw new NoteError("unverified", `${err instanceof Error ? err.message : err} — ${renamed}`);
+      throw err;
+    }
     if (origin !== null && c.origin !== origin)
       throw new NoteError("malformed", `${what} is for "${c.origin}", not "${origin}"`);
     return c;

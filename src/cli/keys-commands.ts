@@ -71,8 +71,17 @@ export async function keysCommand(args: string[], io: CliIO): Promise<number> {
         const { privatePath, publicPath } = writeKeyPair(values.out, pair, "warden", values.force === true);
         io.stdout(`wrote ${privatePath} (private, 0600) and ${publicPath} (${type})\n`);
         const pub = createPublicKey(pair.publicPem);
-        if (type === "ed25519") io.stdout(`verifier key: ${ed25519Verifier(name, pub).vkey}\n`);
-        else io.stdout(`fingerprint: ${publicKeyFingerprint(pub)}\n`);
+        if (type === "ed25519") {
+          io.stdout(`verifier key: ${ed25519Verifier(name, pub).vkey}\n`);
+          if (typeof values.name !== "string") {
+            // A log signs under its origin (default warden/<hostname>): this name verifies nothing there.
+            io.stderr(
+              `note: the verifier key is named "${name}"; an audit log signs as its origin (default warden/<hostname>). ` +
+                `To verify a log, pass ${publicPath} itself with --key, or print its verifier key with ` +
+                `warden keys vkey --key ${publicPath} --name ORIGIN\n`,
+            );
+          }
+        } else io.stdout(`fingerprint: ${publicKeyFingerprint(pub)}\n`);
         return EXIT.ok;
       }
       case "vkey": {

@@ -92,6 +92,49 @@ describe("warden audit", () => {
     assert.equal(json.origin, ORIGIN);
   });
 
+  it("verify and check-proof say when --key is the log's key under another name, and how to fix it", async () => {
+    // `keys generate` without --name names the verifier key "warden"; the log signs as its origin.
+    const keys = join(root, "k4-keys");
+    const g = await run("keys", "generate", "--out", keys);
+    assert.equal(g.code, 0, g.err);
+    assert.match(g.err, /named "warden".*warden keys vkey --key .*warden\.pub --name ORIGIN/s);
+    const misnamed = /verifier key: (\S+)/.exec(g.out)?.[1] as string;
+    assert.match(misnamed, /^warden\+[0-9a-f]{8}\+/);
+    const k4 = join(root, "k4");
+    const log = await openAuditLog({
+      dataDir: k4,
+      origin: "test/k4",
+      signingKey: join(keys, "warden.key"),
+      warn: () => {},
+    });
+    await log.append({ type: "lifecycle", reason: "one" });
+    await log.close();
+    const r = await run("audit", "verify", "--data-dir", k4, "--key", misnamed);
+    assert.equal(r.code, 1, r.out);
+    const right = (await run("keys", "vkey", "--key", join(keys, "warden.pub"), "--name", "test/k4")).out.trim();
+    const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+    const given = misnamed.split("+").slice(0, 2).join("+");
+    const hint = (prefix: string) =>
+      new RegExp(
+        `^FAIL: ${esc(prefix)}no signature from a trusted key \\(signed by test/k4\\+[0-9a-f]{8}\\) — ` +
+          esc(`it was signed by the key given as ${given}, named "test/k4" instead of "warden": `) +
+          ".*" +
+          esc(
+            `pass the PEM public key with --key, or the verifier key ${right} (warden keys vkey --key PUB.pem --name test/k4)`,
+          ),
+      );
+    assert.match(r.out, hint("checkpoint #1 (size 1): "));
+    // Both fixes work.
+    assert.equal((await run("audit", "verify", "--data-dir", k4, "--key", join(keys, "warden.pub"))).code, 0);
+    assert.equal((await run("audit", "verify", "--data-dir", k4, "--key", right)).code, 0);
+    const proof = join(root, "k4-proof.json");
+    writeFileSync(proof, (await run("audit", "prove", "--data-dir", k4, "--seq", "0")).out);
+    const cp = await run("audit", "check-proof", "--key", misnamed, proof);
+    assert.equal(cp.code, 1, cp.out);
+    assert.match(cp.out, hint(""));
+    assert.equal((await run("audit", "check-proof", "--key", right, proof)).code, 0);
+  });
+
   it("verify names a missing data directory as unusable (exit 2)", async () => {
     const r = await run("audit", "verify", "--data-dir", join(root, "nowhere"));
     assert.equal(r.code, 2);

@@ -373,3 +373,167 @@ describe("warden audit verify: tamper matrix", () => {
     assert.equal(noKey.code, 2);
   });
 });
+
+/**
+ * The forgery the checkpoints exist to stop: every checkpoint deleted, denied calls
+ * rewritten as allowed, leaf hashes and tree head recomputed. Records and tree agree;
+ * only a signature could tell, and none covers them.
+ */
+function forgeWithoutCheckpoints(db: Database.Database): void {
+  db.prepare("DELETE FROM checkpoints").run();
+  let rewritten = 0;
+  const firsts = db.prepare("SELECT first FROM segments ORDER BY first").all() as { first: number }[];
+  for (const { first } of firsts) {
+    const s = segmentOf(db, first);
+    s.records = s.records.map((r) => {
+      const text = r.toString("utf8");
+      if (text.includes('"decision":"deny"')) rewritten++;
+      return Buffer.from(text.replace('"decision":"deny"', '"decision":"allow"'));
+    });
+    s.leaves = s.records.map((r) => hashLeaf(r));
+    putSegment(db, s);
+  }
+  assert.ok(rewritten > 0, "some records were denials");
+  fixHead(db);
+}
+
+/** Exports a log directory as JSONL (and its .checkpoints file), returning the export's path. */
+async function exportOf(dir: string, name: string): Promise<string> {
+  const out = join(root, name);
+  const code = await main(["audit", "export", "--data-dir", dir, "--format", "jsonl", "-o", out], {
+    stdout: () => {},
+    stderr: () => {},
+    readStdin: async () => "",
+  });
+  assert.equal(code, 0);
+  return out;
+}
+
+describe("warden audit verify: every record signed when the key is pinned", () => {
+  it("fails a forged log whose checkpoints were deleted, with --key, even with --allow-unsigned-tail", async () => {
+    const dir = tampered(forgeWithoutCheckpoints);
+    const r = await verifyCli("--data-dir", dir, "--key", pub);
+    assert.equal(r.code, 1, r.out);
+    assert.match(
+      r.out,
+      /^FAIL: none of the 50 records is covered by a checkpoint signed by a trusted key \(the log has no checkpoints\): nothing in this log is authenticated/,
+    );
+    const tolerant = await verifyCli("--data-dir", dir, "--key", pub, "--allow-unsigned-tail");
+    assert.equal(tolerant.code, 1, tolerant.out);
+    assert.match(tolerant.out, /^FAIL: none of the 50 records is covered/);
+    assert.match(tolerant.out, /--allow-unsigned-tail does not accept a log without any trusted checkpoint/);
+    const json = JSON.parse((await verifyCli("--data-dir", dir, "--key", pub, "--format", "json")).out);
+    assert.equal(json.ok, false);
+    assert.equal(json.uncovered, 50);
+    // The library leaves the requirement to its caller; the parallel reader reaches the same verdict.
+    const store = AuditStore.openReader(dir);
+    try {
+      const source = () => storeSource(store, { threshold: 0, chunkHeight: 3 });
+      const keys = loadVerifiers([pub], ORIGIN);
+      const strict = await verifyLog(source(), keys, undefined, { requireSignatures: true, allowUnsignedTail: true });
+      assert.equal(strict.ok, false);
+      assert.deepEqual(
+        strict.problems.map((p) => p.kind),
+        ["unsigned"],
+      );
+      assert.equal((await verifyLog(source(), keys)).ok, true);
+    } finally {
+      store.close();
+    }
+  });
+
+  it("counts a trusted checkpoint given with --checkpoint as a signature over the records it covers", async () => {
+    const dir = tampered((db) => {
+      db.prepare("DELETE FROM checkpoints").run();
+    });
+    const saved = join(root, "saved-for-coverage.txt");
+    writeFileSync(saved, savedCheckpoint);
+    assert.equal((await verifyCli("--data-dir", dir, "--key", pub)).code, 1);
+    const r = await verifyCli("--data-dir", dir, "--key", pub, "--checkpoint", saved);
+    assert.equal(r.code, 0, r.out);
+    assert.equal(r.err, "");
+  });
+
+  it("without --key keeps passing such a log, but warns plainly that its records are NOT verified", async () => {
+    const dir = tampered(forgeWithoutCheckpoints);
+    const r = await verifyCli("--data-dir", dir);
+    assert.equal(r.code, 0, r.out);
+    assert.match(
+      r.err,
+      /warning: no signed checkpoint covers these 50 records: they are NOT verified .*audit\.checkpointEvery/,
+    );
+  });
+
+  it("fails records after the last signed checkpoint with --key, and accepts them with --allow-unsigned-tail and a warning", async () => {
+    const dir = tampered((db) => {
+      db.prepare("DELETE FROM checkpoints WHERE n = 5").run();
+    });
+    const r = await verifyCli("--data-dir", dir, "--key", pub);
+    assert.equal(r.code, 1, r.out);
+    assert.match(
+      r.out,
+      /^FAIL: the last 10 records \(40–49\) are not covered by a checkpoint signed by a trusted key \(the latest, #4, signs 40\): they are not authenticated/,
+    );
+    assert.match(r.out, /within its checkpoint interval \(audit\.checkpointEvery/);
+    assert.match(r.out, /--allow-unsigned-tail/);
+    const tolerant = await verifyCli("--data-dir", dir, "--key", pub, "--allow-unsigned-tail");
+    assert.equal(tolerant.code, 0, tolerant.out);
+    assert.match(tolerant.out, /^ok: 50 records, 4 checkpoints, .*latest checkpoint #4 \(size 40\)/);
+    assert.match(
+      tolerant.err,
+      /^warning: the last 10 records \(40–49\) are not covered by a signed checkpoint: they are NOT verified/,
+    );
+    // Without --key: a warning, as before.
+    const own = await verifyCli("--data-dir", dir);
+    assert.equal(own.code, 0, own.out);
+    assert.match(
+      own.err,
+      /the last 10 records \(40–49\) are not covered by a signed checkpoint: they are NOT verified/,
+    );
+  });
+
+  it("applies the same rules to an export (--file)", async () => {
+    const dir = tampered((db) => {
+      db.prepare("DELETE FROM checkpoints WHERE n = 5").run();
+    });
+    const out = await exportOf(dir, "tail.jsonl");
+    const r = await verifyCli("--file", out, "--key", pub);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /^FAIL: the last 10 records \(40–49\) are not covered by a checkpoint signed by a trusted key/);
+    const tolerant = await verifyCli("--file", out, "--key", pub, "--allow-unsigned-tail");
+    assert.equal(tolerant.code, 0, tolerant.out);
+    assert.match(tolerant.err, /the last 10 records \(40–49\) are not covered by a signed checkpoint/);
+    const forged = await exportOf(tampered(forgeWithoutCheckpoints), "forged.jsonl");
+    const none = await verifyCli("--file", forged, "--key", pub, "--allow-unsigned-tail");
+    assert.equal(none.code, 1, none.out);
+    assert.match(none.out, /^FAIL: .*holds no checkpoints/);
+  });
+
+  it("fails a live log's unsigned tail with --key; --allow-unsigned-tail accepts it; the writer's next checkpoint covers it", async () => {
+    const dir = join(root, "live");
+    const log = await openAuditLog({
+      dataDir: dir,
+      origin: ORIGIN,
+      warn: () => {},
+      checkpointEvery: { records: 1000, seconds: 3600 },
+    });
+    try {
+      for (let i = 0; i < 3; i++) await log.append({ type: "lifecycle", reason: `signed ${i}` });
+      await log.checkpoint();
+      for (let i = 0; i < 2; i++) await log.append({ type: "lifecycle", reason: `not yet signed ${i}` });
+      const key = join(dir, "keys", "log.pub");
+      const r = await verifyCli("--data-dir", dir, "--key", key);
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, /^FAIL: the last 2 records \(3–4\) are not covered/);
+      const tolerant = await verifyCli("--data-dir", dir, "--key", key, "--allow-unsigned-tail");
+      assert.equal(tolerant.code, 0, tolerant.out);
+      assert.match(tolerant.err, /the last 2 records \(3–4\) are not covered by a signed checkpoint/);
+      await log.checkpoint();
+      const signed = await verifyCli("--data-dir", dir, "--key", key);
+      assert.equal(signed.code, 0, signed.out);
+      assert.equal(signed.err, "");
+    } finally {
+      await log.close();
+    }
+  });
+});
