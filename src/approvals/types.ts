@@ -34,7 +34,8 @@ export interface RequestDetails {
   /** The arguments as the audit log's redaction settings store them (null in digest mode). */
   arguments: unknown;
   argumentsDigest: string | null;
-  policy: { name: string | null; version: string | null; set: string | null };
+  /** The deciding policy; `bundle` is the signed bundle (reference@digest) its set came from, null for files (absent in requests stored before it was recorded). */
+  policy: { name: string | null; version: string | null; set: string | null; bundle?: string | null };
   rule: { index: number; name: string | null } | null;
   reason: string;
   requirement: ApprovalRequirement;

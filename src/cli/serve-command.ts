@@ -110,7 +110,6 @@ export async function startGateway(
     audit,
     limiter: new RateLimiter(),
     approvals,
-    bundle: () => policy.bundle?.() ?? null,
   });
   const lifecycle = (event: string, reason: string, detail: Record<string, unknown> = {}) =>
     void governor.record({ type: "lifecycle", reason, detail: { event, ...detail } });

@@ -8,8 +8,29 @@ import { type Diagnostic, formatDiagnostic, PolicyLoadError } from "../policy/di
 import { compilePolicySet, type EngineOptions, type PolicySet } from "../policy/engine.js";
 import { loadPolicyPaths } from "../policy/loader.js";
 
+/**
+ * The policy set in force together with the signed bundle it came from: one
+ * immutable object, replaced as a whole when the policy changes. Read both from
+ * the same snapshot — reading the set and the bundle separately can straddle a
+ * hot swap and pair one bundle's decision with another bundle's name.
+ */
+export interface PolicyInForce {
+  readonly set: PolicySet;
+  /** "oci://HOST/REPO:TAG@sha256:…" of the signed bundle the set came from; null for policy files. */
+  readonly bundle: string | null;
+}
+
 export interface PolicyProvider {
+  /** The policy set in force (for tools/list and the like; a decision that is recorded uses inForce()). */
   current(): PolicySet;
+  /** The set and its bundle as one snapshot; the same object until the policy changes (no allocation per call). */
+  inForce(): PolicyInForce;
+}
+
+/** A provider for a policy set that never changes (tests, `warden policy eval`-like uses). */
+export function fixedPolicy(set: PolicySet, bundle: string | null = null): PolicyProvider {
+  const snapshot: PolicyInForce = Object.freeze({ set, bundle });
+  return { current: () => set, inForce: () => snapshot };
 }
 
 /** A policy source a gateway runs on: files (FilePolicySource) or a signed OCI bundle (src/supply/bundle-source.ts). */
@@ -60,7 +81,7 @@ export async function loadPolicySet(paths: readonly string[], options: EngineOpt
 }
 
 export class FilePolicySource implements WatchablePolicySource {
-  private set: PolicySet;
+  private state: PolicyInForce;
   private watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | undefined;
   private reloading: Promise<void> = Promise.resolve();
@@ -70,7 +91,7 @@ export class FilePolicySource implements WatchablePolicySource {
     private readonly options: EngineOptions,
     initial: PolicySet,
   ) {
-    this.set = initial;
+    this.state = Object.freeze({ set: initial, bundle: null });
   }
 
   /** Loads the paths; throws PolicyLoadError (every diagnostic) if they do not load. */
@@ -79,15 +100,19 @@ export class FilePolicySource implements WatchablePolicySource {
   }
 
   current(): PolicySet {
-    return this.set;
+    return this.state.set;
+  }
+
+  inForce(): PolicyInForce {
+    return this.state;
   }
 
   /** Loads the files again now; resolves with what happened. */
   async reload(): Promise<ReloadEvent> {
-    const previous = this.set.digest;
+    const previous = this.state.set.digest;
     const { policySet, diagnostics } = compilePolicySet(await loadPolicyPaths(this.paths), this.options);
     if (!policySet) return { kind: "refused", keeping: previous, diagnostics };
-    this.set = policySet;
+    this.state = Object.freeze({ set: policySet, bundle: null });
     return { kind: "loaded", set: policySet, previous, warnings: diagnostics };
   }
 

@@ -43,7 +43,6 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
     audit: o.audit,
     limiter: new RateLimiter(),
     approvals: o.approvals,
-    bundle: () => o.policy.bundle?.() ?? null,
   });
   const writer = new LineWriter(o.output);
   const base = {

@@ -19,6 +19,7 @@ import { ensureDataDir } from "../audit/data-dir.js";
 import {
   type BundleEventInfo,
   FilePolicySource,
+  type PolicyInForce,
   type ReloadEvent,
   type WatchablePolicySource,
 } from "../mcp/policy-source.js";
@@ -74,9 +75,15 @@ export interface BundleSourceOptions {
   log?: (message: string) => void;
 }
 
-interface InForce {
-  set: PolicySet;
-  info: BundleEventInfo;
+/** What the gateway decides with: the set, the bundle it came from, and that bundle's name for records. */
+interface InForce extends PolicyInForce {
+  readonly info: BundleEventInfo;
+  /** "oci://HOST/REPO:TAG@sha256:…", formatted once per bundle, not once per call. */
+  readonly bundle: string;
+}
+
+function snapshot(ref: OciReference, set: PolicySet, i: BundleEventInfo): InForce {
+  return Object.freeze({ set, info: i, bundle: formatReference(withDigest(ref, i.digest)) });
 }
 
 function info(reference: string, digest: string, opened: OpenedBundle): BundleEventInfo {
@@ -101,7 +108,7 @@ export function isRollback(
 const diagnostic = (file: string, message: string) => ({ file, line: 1, col: 1, severity: "error" as const, message });
 
 export class BundlePolicySource implements WatchablePolicySource {
-  private inForce: InForce;
+  private state: InForce;
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<unknown> = Promise.resolve();
   /** Digests refused for good: not fetched again. */
@@ -121,7 +128,7 @@ export class BundlePolicySource implements WatchablePolicySource {
     initial: InForce,
     private readonly pending: ReloadEvent[],
   ) {
-    this.inForce = initial;
+    this.state = initial;
   }
 
   /** Opens the source; throws SupplyError when there is no verified bundle to run on. */
@@ -137,7 +144,7 @@ export class BundlePolicySource implements WatchablePolicySource {
     let cacheProblem: string | undefined;
     try {
       const c = cache.read(reference);
-      if (c) cached = BundlePolicySource.fromCache(reference, c.entry, c.manifest, c.bundle, o);
+      if (c) cached = BundlePolicySource.fromCache(ref, reference, c.entry, c.manifest, c.bundle, o);
     } catch (err) {
       if (!(err instanceof SupplyError)) throw err;
       cacheProblem = err.message;
@@ -152,7 +159,7 @@ export class BundlePolicySource implements WatchablePolicySource {
     try {
       const v = await pullVerified(client, ref, o.keys);
       const set = compileBundle(v.opened, o.engine);
-      fetched = { set, info: info(reference, v.digest, v.opened) };
+      fetched = snapshot(ref, set, info(reference, v.digest, v.opened));
       [evidence, manifest, bundle] = [v.evidence, v.manifest, v.bundle];
     } catch (err) {
       if (!(err instanceof SupplyError)) throw err;
@@ -205,6 +212,7 @@ export class BundlePolicySource implements WatchablePolicySource {
   }
 
   private static fromCache(
+    ref: OciReference,
     reference: string,
     entry: CacheEntry,
     manifest: Buffer,
@@ -217,7 +225,7 @@ export class BundlePolicySource implements WatchablePolicySource {
       entry.evidence.map((evidence) => ({ evidence, from: "the cache" })),
       o.keys,
     );
-    return { set: compileBundle(opened, o.engine), info: info(reference, entry.digest, opened) };
+    return snapshot(ref, compileBundle(opened, o.engine), info(reference, entry.digest, opened));
   }
 
   private static store(
@@ -266,17 +274,22 @@ export class BundlePolicySource implements WatchablePolicySource {
   }
 
   current(): PolicySet {
-    return this.inForce.set;
+    return this.state.set;
   }
 
-  /** "oci://HOST/REPO:TAG@sha256:…": the reference and the digest in force, for decision records. */
+  /** The set and its bundle, swapped together as one object. */
+  inForce(): PolicyInForce {
+    return this.state;
+  }
+
+  /** "oci://HOST/REPO:TAG@sha256:…": the reference and the digest in force (lifecycle records; decisions use inForce()). */
   bundle(): string {
-    return formatReference(withDigest(this.ref, this.inForce.info.digest));
+    return this.state.bundle;
   }
 
   /** The bundle in force. */
   info(): BundleEventInfo {
-    return this.inForce.info;
+    return this.state.info;
   }
 
   /** Reports what happened while opening, then polls (unless polling is off or the reference is a digest). */
@@ -295,7 +308,7 @@ export class BundlePolicySource implements WatchablePolicySource {
   async poll(): Promise<ReloadEvent | null> {
     if (this.closed || this.ref.digest !== undefined) return null; // a digest reference cannot change
     const log = this.o.log ?? (() => {});
-    const reference = this.inForce.info.reference;
+    const reference = this.state.info.reference;
     let digest: string | null;
     try {
       digest = await this.client.headManifest(this.ref.tag as string, ["application/vnd.oci.image.manifest.v1+json"]);
@@ -304,7 +317,7 @@ export class BundlePolicySource implements WatchablePolicySource {
       if (this.unreachableSince === null) {
         this.unreachableSince = Date.now();
         log(
-          `cannot check ${reference} for a new bundle (${err.message}); keeping revision ${this.inForce.info.revision}`,
+          `cannot check ${reference} for a new bundle (${err.message}); keeping revision ${this.state.info.revision}`,
         );
       }
       return null;
@@ -315,12 +328,12 @@ export class BundlePolicySource implements WatchablePolicySource {
     }
     if (digest === null) {
       if (!this.tagMissing)
-        log(`${reference} is not in the registry any more; keeping revision ${this.inForce.info.revision}`);
+        log(`${reference} is not in the registry any more; keeping revision ${this.state.info.revision}`);
       this.tagMissing = true;
       return null;
     }
     this.tagMissing = false;
-    if (digest === this.inForce.info.digest || this.refused.has(digest)) return null;
+    if (digest === this.state.info.digest || this.refused.has(digest)) return null;
     let event: ReloadEvent;
     try {
       // Checked again: the signatures first, so that until one verifies neither
@@ -328,19 +341,19 @@ export class BundlePolicySource implements WatchablePolicySource {
       if (this.awaitingSignature.has(digest))
         requireVerified(digest, await collectEvidence(this.client, digest), this.o.keys);
       const v = await pullVerified(this.client, this.ref, this.o.keys, digest);
-      if (v.digest === this.inForce.info.digest) return null;
+      if (v.digest === this.state.info.digest) return null;
       const candidate = info(reference, v.digest, v.opened);
-      if (isRollback(candidate, this.inForce.info) && !this.o.allowRollback)
+      if (isRollback(candidate, this.state.info) && !this.o.allowRollback)
         throw Object.assign(
           new SupplyError(
             "rollback",
-            `${reference} now resolves to revision ${candidate.revision} (created ${candidate.created}), older than revision ${this.inForce.info.revision} (created ${this.inForce.info.created}) in force; refused as a rollback`,
+            `${reference} now resolves to revision ${candidate.revision} (created ${candidate.created}), older than revision ${this.state.info.revision} (created ${this.state.info.created}) in force; refused as a rollback`,
           ),
           { candidate },
         );
       const set = compileBundle(v.opened, this.o.engine);
-      const previous = this.inForce;
-      this.inForce = { set, info: candidate };
+      const previous = this.state;
+      this.state = snapshot(this.ref, set, candidate);
       this.awaitingSignature.delete(v.digest);
       BundlePolicySource.store(this.cache, candidate, v.evidence, v.manifest, v.bundle, log);
       event = {
@@ -359,7 +372,7 @@ export class BundlePolicySource implements WatchablePolicySource {
         if (this.unreachableSince === null) {
           this.unreachableSince = Date.now();
           log(
-            `cannot fetch the new bundle at ${reference} (${err.message}); keeping revision ${this.inForce.info.revision}`,
+            `cannot fetch the new bundle at ${reference} (${err.message}); keeping revision ${this.state.info.revision}`,
           );
         }
         return null;
@@ -373,7 +386,7 @@ export class BundlePolicySource implements WatchablePolicySource {
         this.refused.add(digest);
         this.awaitingSignature.delete(digest);
       }
-      event = BundlePolicySource.refusedEvent(err, this.inForce, candidate);
+      event = BundlePolicySource.refusedEvent(err, this.state, candidate);
     }
     if (!this.closed) this.onEvent?.(event);
     return event;

@@ -101,6 +101,33 @@ describe("approval service", () => {
     await waitFor("the outcome", async () => ((await store.get(id))?.outcome === "success" ? true : undefined));
   });
 
+  it("every approval record names the signed bundle of the decision that asked (created, approved, grant-used)", async () => {
+    const bundle = "oci://registry.test/policies:prod@sha256:1234";
+    const first = service.request({ ...call(), bundle }, approvalDecision());
+    const id = await pendingId();
+    assert.equal((await store.get(id))?.details.policy.bundle, bundle, "kept with the request");
+    await service.decide(id, "approve", bob, { forMs: 60_000 });
+    assert.equal((await first).approved, true);
+    const second = await service.request({ ...call(), bundle: `${bundle}5` }, approvalDecision());
+    assert.equal(second.approved, true);
+    const records = events.filter((e) => e.type === "approval");
+    assert.deepEqual(
+      records.map((e) => e.approval?.event),
+      ["created", "approved", "grant-used"],
+    );
+    const bundles = records.map((e) => (e.policy as { bundle?: string | null }).bundle);
+    assert.deepEqual(bundles, [bundle, bundle, `${bundle}5`]);
+    // Policies from files: null, as on decision records.
+    events.length = 0;
+    const third = service.request(call("erin"), approvalDecision());
+    await waitFor("erin's request", async () =>
+      events.some((e) => e.approval?.event === "created") ? true : undefined,
+    );
+    assert.equal((events[0]?.policy as { bundle?: string | null } | undefined)?.bundle, null);
+    await service.decide((await store.list({ states: ["pending"] }))[0]?.id as string, "deny", bob);
+    await third;
+  });
+
   it("denies with the approver's reason", async () => {
     const held = service.request(call(), approvalDecision());
     const id = await pendingId();

@@ -272,6 +272,82 @@ spec:
   });
 });
 
+describe("warden run: audit mode on server-filesystem", () => {
+  const root = dir("stdio-audit");
+  const workspace = join(root, "workspace");
+  const dataDir = join(root, "data");
+  const policy = join(root, "audit.yaml");
+  let client: Client;
+  let versions: Map<string, string>;
+
+  before(async () => {
+    mkdirSync(workspace, { recursive: true });
+    writeFileSync(join(workspace, "notes.txt"), "audited\n");
+    writeFileSync(
+      policy,
+      `kind: ToolPolicy
+metadata:
+  name: e2e-audit
+spec:
+  agent: ${AGENT}
+  mcpServer: files
+  mode: audit
+  defaultAction: deny
+  rules:
+    - name: reads
+      tools: ["read_*", list_directory]
+      action: allow
+`,
+    );
+    versions = await policyVersions([policy]);
+    const w = wardenRun({
+      policy,
+      server: "files",
+      dataDir,
+      command: [process.execPath, SERVERS.filesystem, workspace],
+    });
+    client = new Client({ name: "e2e-audit", version: "1.0.0" });
+    await client.connect(w.transport);
+  });
+  after(async () => {
+    await client?.close();
+    await verifyAudit(dataDir, { process: true });
+  });
+
+  it("a look-alike tool name is never forwarded, even in audit mode; the record says why", async () => {
+    const r = await client.callTool({ name: "Read_Text_File", arguments: { path: join(workspace, "notes.txt") } });
+    assert.equal(r.isError, true);
+    assert.equal(textOf(r), 'Tool "Read_Text_File" is not available.');
+    const [d] = decisionsFor(await checkAuditLog(dataDir, versions), "files", "Read_Text_File");
+    assert.equal(d?.decision, "deny");
+    assert.equal(d?.enforced, true);
+    assert.equal(d?.detail?.stage, "unknown-tool");
+    assert.equal(d?.detail?.policyEnforced, false);
+    assert.match(String(d?.reason), /has no tool named exactly "Read_Text_File"/);
+    const outcomes = (await auditRecords(dataDir)).filter((x) => x.type === "outcome" && x.tool === "Read_Text_File");
+    assert.equal(outcomes.length, 0, "nothing was forwarded");
+  });
+
+  it("arguments the inputSchema forbids are forwarded, and recorded as the deny enforcement would have given", async () => {
+    const path = join(workspace, "notes.txt");
+    await client.callTool({ name: "read_text_file", arguments: { path, mode: "raw" } });
+    const ok = await client.callTool({ name: "read_text_file", arguments: { path } });
+    assert.match(textOf(ok), /audited/);
+    const [bad, good] = decisionsFor(await checkAuditLog(dataDir, versions), "files", "read_text_file");
+    assert.equal(bad?.decision, "deny");
+    assert.equal(bad?.enforced, false);
+    assert.equal(bad?.detail?.stage, "input-schema");
+    assert.equal(bad?.detail?.policyDecision, "allow");
+    assert.match(String(bad?.reason), /inputSchema/);
+    assert.equal(good?.decision, "allow");
+    assert.equal(good?.enforced, false);
+    const outcome = await waitFor("the forwarded call's outcome", async () =>
+      (await auditRecords(dataDir)).find((x) => x.type === "outcome" && x.detail?.decisionId === bad?.id),
+    );
+    assert.ok(outcome, "the call the schema forbids was forwarded (audit mode)");
+  });
+});
+
 describe("warden run: server-everything passthrough", () => {
   const root = dir("stdio-everything");
   const dataDir = join(root, "data");

@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { type AuditLog, openAuditLog } from "../../src/audit/log.js";
 import { Governor } from "../../src/mcp/governor.js";
 import type { JsonRpcMessage, JsonRpcResponse } from "../../src/mcp/jsonrpc.js";
+import { fixedPolicy } from "../../src/mcp/policy-source.js";
 import { RateLimiter } from "../../src/mcp/rate-limit.js";
 import { GovernedSession } from "../../src/mcp/session.js";
 import { UpstreamConnection } from "../../src/mcp/upstream.js";
@@ -35,7 +36,7 @@ describe("a session relaying what the server asks of the client", () => {
     const set = policySet(
       "kind: ToolPolicy\nmetadata: {name: p}\nspec: {agent: a, mcpServer: srv, defaultAction: allow}\n",
     );
-    const governor = new Governor({ policy: { current: () => set }, audit, limiter: new RateLimiter() });
+    const governor = new Governor({ policy: fixedPolicy(set), audit, limiter: new RateLimiter() });
     const toClient: { message: JsonRpcMessage }[] = [];
     const session = new GovernedSession({
       id: "s1",

@@ -51,6 +51,23 @@ async function auditRecords(dataDir: string): Promise<AuditRow[]> {
     .map((l) => JSON.parse(l) as AuditRow);
 }
 
+/** `warden ARGS...` in this process; fails the test unless it exits 0. */
+async function cliOut(args: string[]): Promise<string> {
+  let out = "";
+  let err = "";
+  const code = await main(args, {
+    stdout: (t) => {
+      out += t;
+    },
+    stderr: (t) => {
+      err += t;
+    },
+    readStdin: async () => "",
+  });
+  assert.equal(code, 0, `warden ${args.join(" ")}: ${err}`);
+  return out;
+}
+
 function childEnv(extra: NodeJS.ProcessEnv = {}): Record<string, string> {
   const env = { ...process.env, ...extra } as Record<string, string>;
   delete env.NODE_TEST_CONTEXT;
@@ -146,6 +163,90 @@ describe("warden run and warden serve on a signed bundle", { skip }, () => {
       const refused = records.find((r) => r.detail?.event === "policy-refused");
       assert.equal(refused?.detail?.refusal, "unsigned");
       assert.match(refused?.reason ?? "", /refused \(unsigned\); the last good bundle stays in force/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("warden run: a call held under one bundle while another is swapped in is decided again; each record names its bundle", async () => {
+    const reference = `oci://${reg.host}/e2e/held:prod`;
+    const held = `kind: ToolPolicy
+metadata:
+  name: held
+spec:
+  agent: dev
+  mcpServer: everything
+  defaultAction: deny
+  rules:
+    - name: echo-rule
+      tools: [echo]
+      action: require_approval
+      approval:
+        timeout: 1m
+`;
+    const v1 = await publish(reference, held, { created: "2026-04-01T00:00:00Z", sign: signer });
+    const dataDir = join(root, "held-data");
+    const stderr: string[] = [];
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [
+        CLI,
+        "run",
+        "--policy",
+        reference,
+        "--agent",
+        "dev",
+        "--server",
+        "everything",
+        "--poll-interval",
+        "1s",
+        "--data-dir",
+        dataDir,
+        "--",
+        process.execPath,
+        EVERYTHING,
+        "stdio",
+      ],
+      env: childEnv({ WARDEN_TRUST_KEYS: signer.publicPath }),
+      stderr: "pipe",
+    });
+    transport.stderr?.on("data", (d: Buffer) => stderr.push(d.toString()));
+    const client = new Client({ name: "warden-e2e", version: "1.0.0" });
+    await client.connect(transport);
+    try {
+      await client.listTools();
+      const call = client.callTool({ name: "echo", arguments: { message: "held" } }, undefined, { timeout: 60_000 });
+      const id = await until("the approval request", async () => {
+        const list = JSON.parse(await cliOut(["approvals", "list", "--json", "--data-dir", dataDir])) as {
+          id: string;
+        }[];
+        return list[0]?.id;
+      });
+      const v2 = await publish(reference, echoPolicy("deny", "v2"), { created: "2026-04-02T00:00:00Z", sign: signer });
+      await until("the hot swap", async () =>
+        (await auditRecords(dataDir)).some((r) => r.detail?.event === "policy-loaded") ? true : undefined,
+      );
+      await cliOut(["approvals", "approve", id, "--reason", "looked fine under v1", "--data-dir", dataDir]);
+      const result = await call;
+      assert.equal(result.isError, true, `ran although the bundle now denies it: ${text(result)}\n${stderr.join("")}`);
+      assert.match(text(result), /the policy changed while the call was held/);
+
+      const records = await auditRecords(dataDir);
+      const approvals = records.filter((r) => r.type === "approval");
+      assert.deepEqual(
+        approvals.map((r) => (r as { approval?: { event?: string } }).approval?.event),
+        ["created", "approved"],
+      );
+      for (const r of approvals) assert.equal(r.policy?.bundle, `${reference}@${v1.digest}`, "approval records");
+      const decisions = records.filter((r) => r.type === "decision" && r.tool === "echo");
+      assert.equal(decisions.length, 1);
+      const d = decisions[0] as AuditRow & { detail: { stage?: string; heldUnder?: { bundle?: string } } };
+      assert.equal(d.decision, "deny");
+      assert.equal(d.policy?.name, "v2");
+      assert.equal(d.policy?.bundle, `${reference}@${v2.digest}`);
+      assert.equal(d.detail.stage, "policy-changed");
+      assert.equal(d.detail.heldUnder?.bundle, `${reference}@${v1.digest}`);
+      assert.equal(records.filter((r) => r.type === "outcome" && r.tool === "echo").length, 0, "never forwarded");
     } finally {
       await client.close();
     }
