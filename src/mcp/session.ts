@@ -101,6 +101,8 @@ export class GovernedSession implements UpstreamListener {
   /** Ids of client requests being handled now. */
   private readonly busyIds = new Set<RequestId>();
   private closed = false;
+  /** The client can send nothing more (its stdin ended): nobody will answer a request sent to it. */
+  private clientGone = false;
 
   constructor(private readonly o: SessionOptions) {
     this.id = o.id;
@@ -143,6 +145,20 @@ export class GovernedSession implements UpstreamListener {
       f.conn.forget(f.upstreamId);
     }
     this.inflight.clear();
+  }
+
+  /**
+   * The client will send nothing more (stdio: its stdin ended), while the requests it sent are
+   * still handled. Requests from servers waiting for its answer (sampling, elicitation, roots)
+   * get an error now, and later ones at once, instead of holding their calls until a timeout.
+   */
+  clientInputEnded(): void {
+    if (this.clientGone) return;
+    this.clientGone = true;
+    for (const [id, resolve] of this.awaitingClient) {
+      resolve(errorResponse(id, ErrorCode.InternalError, "the client closed the connection"));
+    }
+    this.awaitingClient.clear();
   }
 
   /**
@@ -430,6 +446,7 @@ export class GovernedSession implements UpstreamListener {
     relatedTo: RequestId,
   ): Promise<{ action: string; content?: Record<string, unknown> }> {
     if (this.closed || signal.aborted) return Promise.reject(new Error("the call is no longer held"));
+    if (this.clientGone) return Promise.reject(new Error("the client closed the connection"));
     const id = `warden:elicit-${this.nextClientRequestId++}`;
     return new Promise((resolve, reject) => {
       const onAbort = () => {
@@ -696,6 +713,8 @@ export class GovernedSession implements UpstreamListener {
   serverRequest(h: UpstreamHandle, request: JsonRpcRequest): Promise<JsonRpcResponse> {
     if (this.closed)
       return Promise.resolve(errorResponse(request.id, ErrorCode.InternalError, "the client session ended"));
+    if (this.clientGone)
+      return Promise.resolve(errorResponse(request.id, ErrorCode.InternalError, "the client closed the connection"));
     const capability = request.method.startsWith("sampling/")
       ? "sampling"
       : request.method.startsWith("elicitation/")

@@ -1,8 +1,9 @@
 // `warden run`: Warden as a drop-in stdio MCP server. It starts the real
 // server as a child, speaks MCP to the client on its own stdin/stdout, and
 // governs everything in between. The child's stderr passes through. When the
-// child exits, Warden records it and exits too; when the client goes away,
-// Warden stops the child and closes the log with a final checkpoint.
+// child exits, Warden records it and exits too; when the client closes its
+// input, Warden finishes the requests it received, then stops the child and
+// closes the log with a final checkpoint.
 import { randomUUID } from "node:crypto";
 import type { Readable, Writable } from "node:stream";
 import type { AuditLog } from "../audit/log.js";
@@ -165,8 +166,35 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
     writer.write(parsed.batch ? responses : responses[0]);
   };
 
+  // Lines being handled, so that end of input can wait for them. A line's promise settles once its
+  // answer is written (or there is none).
+  const pending = new Set<Promise<void>>();
+  let ended = false;
+  // End of input: the client will send nothing more, but it may still read, as a script does that
+  // writes its requests and closes stdin. Like a server, Warden handles to the end every request it
+  // received (decided, recorded, forwarded if allowed, answered) and only then stops. The wait is
+  // bounded: forwarded requests have the session's request timeout, and if the server exits
+  // meanwhile the upstream-exited path stops Warden.
+  const drain = async () => {
+    if (ended || stopping) return;
+    ended = true;
+    // Requests from the server to the client (sampling, elicitation, roots) can no longer be answered.
+    session.clientInputEnded();
+    // Calls held for approval are not waited for: an approval can take hours (or need an elicitation
+    // answer the client can no longer send), and a client that is gone must not keep Warden and its
+    // server running. They end as on any stop (expired, a tool error each, recorded while the log is
+    // open), and calls still being decided that need an approval are refused at once.
+    await o.approvals?.close?.();
+    await Promise.allSettled(pending);
+    await stop(0, "stop", "the client closed the connection");
+  };
+
   readLines(o.input, o.maxMessageBytes, {
-    line: (text) => void onLine(text),
+    line: (text) => {
+      const p = onLine(text);
+      pending.add(p);
+      void p.finally(() => pending.delete(p));
+    },
     oversized: (bytes) => {
       writer.write(
         errorResponse(
@@ -177,7 +205,7 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
       );
       refuse(`message over the size limit (${bytes} bytes)`, { bytes });
     },
-    end: () => void stop(0, "stop", "the client closed the connection"),
+    end: () => void drain(),
   });
 
   return finished;

@@ -5,6 +5,7 @@
 // the call waits. What happened on disk is the evidence that a call did or did
 // not execute.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { join } from "node:path";
@@ -327,6 +328,85 @@ describe("approvals through warden run (stdio) with server-filesystem", () => {
     await warden(["approvals", "deny", String(p5?.id), ...local()]);
     assert.equal((await fifth).isError, true);
     assert.equal(existsSync(join(workspace, "g5.txt")), false);
+  });
+
+  it("the client closing stdin while a call is held: the call ends at once (expired, a tool error) and Warden exits", {
+    timeout: 60_000,
+  }, async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        "run",
+        "--policy",
+        policy,
+        "--agent",
+        "dev-agent",
+        "--server",
+        "fs",
+        "--user",
+        "alice",
+        "--data-dir",
+        data,
+        "--",
+        process.execPath,
+        FILESYSTEM_SERVER,
+        workspace,
+      ],
+      { env: childEnv(), stdio: ["pipe", "pipe", "pipe"] },
+    );
+    try {
+      let stdout = "";
+      child.stdout.setEncoding("utf8").on("data", (d: string) => {
+        stdout += d;
+      });
+      child.stderr.resume();
+      const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+      const answer = (id: number) =>
+        stdout
+          .split("\n")
+          .filter((l) => l.trim() !== "")
+          .map((l) => JSON.parse(l) as { id?: number; method?: string; result?: ToolResult })
+          .find((m) => m.id === id && m.method === undefined);
+      const send = (m: Record<string, unknown>) => child.stdin.write(`${JSON.stringify({ jsonrpc: "2.0", ...m })}\n`);
+      send({
+        id: 0,
+        method: "initialize",
+        params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "eof", version: "1" } },
+      });
+      await waitFor("the answer to initialize", () => answer(0));
+      send({ method: "notifications/initialized" });
+      // The rule's timeout is 30s: the call is held far longer than Warden needs to stop.
+      send({
+        id: 1,
+        method: "tools/call",
+        params: { name: "write_file", arguments: { path: join(workspace, "eof.txt"), content: "x" } },
+      });
+      const [pending] = await waitFor("a pending request", async () => {
+        const list = await pendingIn(local());
+        return list.length > 0 ? list : undefined;
+      });
+      const closed = Date.now();
+      child.stdin.end();
+      assert.equal(await exited, 0);
+      assert.ok(Date.now() - closed < 10_000, `Warden took ${Date.now() - closed} ms to stop`);
+      const result = answer(1)?.result;
+      assert.equal(result?.isError, true, stdout);
+      assert.match(text(result as ToolResult), /the gateway shut down; the call will never run/);
+      const shown = JSON.parse(
+        (await warden(["approvals", "show", String(pending?.id), "--json", ...local()])).stdout,
+      ) as {
+        state: string;
+        decisionReason: string;
+      };
+      assert.equal(shown.state, "expired");
+      assert.match(shown.decisionReason, /the gateway shut down/);
+      assert.equal(existsSync(join(workspace, "eof.txt")), false);
+      const verified = await warden(["audit", "verify", ...local()]);
+      assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 
   it("--no-approvals: require_approval is a deny that says so", async () => {

@@ -4,6 +4,7 @@
 // through `warden audit` afterwards: it verifies, and the decision records name
 // the policy version that decided (the version the PolicySet reports).
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -33,6 +34,7 @@ import {
   verifyAudit,
   waitFor,
 } from "../helpers/gateway.js";
+import { childEnv, runProcess } from "../helpers/process.js";
 
 const AGENT = "e2e-agent";
 
@@ -625,6 +627,175 @@ spec:
     assert.ok((await toolNames(client)).includes("directory_tree"));
     const versions = await policyVersions([policy]);
     await checkAuditLog(dataDir, versions, (r) => r.tool === "directory_tree");
+  });
+});
+
+describe("warden run: a one-shot client writes its requests and closes stdin", () => {
+  /** A JSON-RPC message as Warden writes it to stdout. */
+  interface Message {
+    id?: number | string | null;
+    method?: string;
+    result?: { content?: { type: string; text?: string }[]; isError?: boolean; serverInfo?: { name?: string } };
+    error?: { code: number; message: string };
+  }
+
+  const initialize = (capabilities: Record<string, unknown> = {}) => ({
+    jsonrpc: "2.0",
+    id: 0,
+    method: "initialize",
+    params: { protocolVersion: "2025-06-18", capabilities, clientInfo: { name: "one-shot", version: "1.0.0" } },
+  });
+  const initialized = { jsonrpc: "2.0", method: "notifications/initialized" };
+  const call = (id: number, name: string, args: Record<string, unknown>) => ({
+    jsonrpc: "2.0",
+    id,
+    method: "tools/call",
+    params: { name, arguments: args },
+  });
+
+  const runArgs = (dataDir: string, policy: string) => [
+    CLI,
+    "run",
+    "--policy",
+    policy,
+    "--agent",
+    AGENT,
+    "--server",
+    "everything",
+    "--data-dir",
+    dataDir,
+    "--",
+    process.execPath,
+    SERVERS.everything,
+    "stdio",
+  ];
+  const parse = (stdout: string) =>
+    stdout
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .map((l) => JSON.parse(l) as Message);
+  const line = (m: unknown) => `${JSON.stringify(m)}\n`;
+
+  /**
+   * `printf '...' | warden run ... -- server-everything stdio`: every message in one write, then
+   * stdin closed. `finalNewline: false` leaves the last line unterminated, so it reaches Warden
+   * only with the end of input.
+   */
+  async function oneShot(dataDir: string, policy: string, messages: unknown[], o: { finalNewline?: boolean } = {}) {
+    const input = messages.map(line).join("");
+    const r = await runProcess(process.execPath, runArgs(dataDir, policy), {
+      input: o.finalNewline === false ? input.slice(0, -1) : input,
+      env: childEnv(),
+      timeoutMs: 60_000,
+    });
+    const answers = new Map(parse(r.stdout).flatMap((m) => (m.method === undefined ? [[m.id, m] as const] : [])));
+    return { ...r, answers };
+  }
+
+  const POLICY = `kind: ToolPolicy
+metadata:
+  name: e2e-one-shot
+spec:
+  agent: ${AGENT}
+  mcpServer: everything
+  defaultAction: deny
+  rules:
+    - name: allowed
+      tools: [echo, trigger-sampling-request]
+      action: allow
+    - name: no-sums
+      tools: [get-sum]
+      action: deny
+      message: sums are not for this agent
+`;
+
+  it("every request is decided, recorded, forwarded if allowed and answered before Warden stops", async () => {
+    const root = dir("stdio-eof");
+    const dataDir = join(root, "data");
+    const policy = join(root, "one-shot.yaml");
+    writeFileSync(policy, POLICY);
+    const versions = await policyVersions([policy]);
+    const r = await oneShot(
+      dataDir,
+      policy,
+      [initialize(), initialized, call(1, "echo", { message: "through warden" }), call(2, "get-sum", { a: 1, b: 2 })],
+      { finalNewline: false },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.answers.get(0)?.result?.serverInfo?.name, "mcp-servers/everything", r.stdout);
+    const echo = r.answers.get(1);
+    assert.equal(echo?.error, undefined, r.stdout);
+    assert.notEqual(echo?.result?.isError, true, r.stdout);
+    assert.equal(textOf(echo?.result), "Echo: through warden");
+    const sum = r.answers.get(2);
+    assert.equal(sum?.result?.isError, true, r.stdout);
+    assert.equal(textOf(sum?.result), 'Tool "get-sum" is not available.');
+
+    const log = await checkAuditLog(dataDir, versions);
+    const [allowed] = decisionsFor(log, "everything", "echo");
+    assert.equal(allowed?.decision, "allow");
+    const [denied] = decisionsFor(log, "everything", "get-sum");
+    assert.equal(denied?.decision, "deny");
+    assert.equal(denied?.rule?.name, "no-sums");
+    const outcome = log.find((x) => x.type === "outcome" && x.tool === "echo");
+    assert.equal(outcome?.detail?.status, "success");
+    assert.equal(log.filter((x) => x.type === "outcome" && x.tool === "get-sum").length, 0);
+    const stop = log.find((x) => x.type === "lifecycle" && x.detail?.event === "stop");
+    assert.equal(stop?.reason, "the client closed the connection");
+    for (const x of [allowed, denied, outcome])
+      assert.ok((x?.seq ?? Infinity) < (stop?.seq ?? -1), `#${x?.seq} before stop`);
+    await verifyAudit(dataDir, { process: true });
+  });
+
+  it("a request from the server to the client, which can no longer answer, is refused at once", {
+    timeout: 60_000,
+  }, async () => {
+    const root = dir("stdio-eof-sampling");
+    const dataDir = join(root, "data");
+    const policy = join(root, "one-shot.yaml");
+    writeFileSync(policy, POLICY);
+    const child = spawn(process.execPath, runArgs(dataDir, policy), {
+      env: childEnv(),
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    try {
+      let stdout = "";
+      child.stdout.setEncoding("utf8").on("data", (d: string) => {
+        stdout += d;
+      });
+      child.stderr.resume();
+      const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+      const answer = (id: number) => parse(stdout).find((m) => m.id === id && m.method === undefined);
+      // The client declares sampling; server-everything offers its sampling tool once initialized
+      // (and only if `initialized` comes after the answer to initialize).
+      child.stdin.write(line(initialize({ sampling: {} })));
+      await waitFor("the answer to initialize", () => answer(0));
+      child.stdin.write(line(initialized));
+      let listed = false;
+      for (let id = 100; !listed; id++) {
+        assert.ok(id < 200, `the sampling tool never appeared:\n${stdout}`);
+        child.stdin.write(line({ jsonrpc: "2.0", id, method: "tools/list" }));
+        const list = await waitFor(`tools/list #${id}`, () => answer(id));
+        listed = JSON.stringify(list).includes('"trigger-sampling-request"');
+        if (!listed) await new Promise((r) => setTimeout(r, 50));
+      }
+      // The call, and the end of input: the server's sampling/createMessage cannot be answered.
+      child.stdin.end(line(call(1, "trigger-sampling-request", { prompt: "hello" })));
+      const started = Date.now();
+      assert.equal(await exited, 0);
+      assert.ok(Date.now() - started < 30_000, "not held until a timeout");
+      const result = answer(1);
+      assert.equal(result?.result?.isError, true, stdout);
+      assert.match(textOf(result?.result), /the client closed the connection/);
+      const log = await auditRecords(dataDir);
+      const outcome = log.find((x) => x.type === "outcome" && x.tool === "trigger-sampling-request");
+      assert.equal(outcome?.detail?.status, "tool-error");
+      const stop = log.find((x) => x.type === "lifecycle" && x.detail?.event === "stop");
+      assert.ok((outcome?.seq ?? Number.POSITIVE_INFINITY) < (stop?.seq ?? -1), "the outcome comes before the stop");
+      await verifyAudit(dataDir);
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 });
 

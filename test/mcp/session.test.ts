@@ -91,4 +91,57 @@ describe("a session relaying what the server asks of the client", () => {
     assert.equal(server.received.filter((m) => (m as JsonRpcResponse).id === 77).length, 1);
     session.close();
   });
+
+  it("once the client's input ended, the server's requests to it are refused, those already waiting and later ones", async () => {
+    const server = new ScriptedServer();
+    const conn = new UpstreamConnection("srv", server);
+    const handle = new UpstreamHandle("srv", "passthrough");
+    handle.attach(conn);
+    const set = policySet(
+      "kind: ToolPolicy\nmetadata: {name: p}\nspec: {agent: a, mcpServer: srv, defaultAction: allow}\n",
+    );
+    const governor = new Governor({ policy: { current: () => set }, audit, limiter: new RateLimiter() });
+    const toClient: JsonRpcMessage[] = [];
+    const session = new GovernedSession({
+      id: "s2",
+      identity: { agent: { name: "a" }, via: "test" },
+      governor,
+      upstreams: [handle],
+      aggregate: false,
+      send: (message) => toClient.push(message),
+      serverInfo: { name: "warden", version: "test" },
+      log: () => {},
+    });
+    const init = session.handle({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: { capabilities: { sampling: {} } },
+    });
+    await tick();
+    server.emit({
+      jsonrpc: "2.0",
+      id: 1,
+      result: { protocolVersion: "2025-11-25", capabilities: {}, serverInfo: { name: "x" } },
+    });
+    await init;
+    // Asked before the end of input: relayed, then answered by Warden when the input ends.
+    server.emit({ jsonrpc: "2.0", id: 77, method: "sampling/createMessage", params: { messages: [], maxTokens: 5 } });
+    await tick();
+    assert.equal((toClient.at(-1) as { method?: string }).method, "sampling/createMessage");
+    session.clientInputEnded();
+    await tick();
+    const first = server.received.at(-1) as JsonRpcResponse;
+    assert.equal(first.id, 77);
+    assert.match(first.error?.message ?? "", /the client closed the connection/);
+    // Asked afterwards: not relayed, refused at once.
+    const relayed = toClient.length;
+    server.emit({ jsonrpc: "2.0", id: 78, method: "sampling/createMessage", params: { messages: [], maxTokens: 5 } });
+    await tick();
+    assert.equal(toClient.length, relayed);
+    const second = server.received.at(-1) as JsonRpcResponse;
+    assert.equal(second.id, 78);
+    assert.match(second.error?.message ?? "", /the client closed the connection/);
+    session.close();
+  });
 });
