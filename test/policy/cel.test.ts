@@ -367,3 +367,50 @@ describe("CEL: comprehensions over request data cost at most a pass over the inp
     assert.equal(d.decision, "allow", d.reason);
   });
 });
+
+describe("CEL: problems inside YAML strings are reported where they are", () => {
+  /** Line and column (1-based) of the first occurrence of `needle` in `text`. */
+  const at = (text: string, needle: string) => {
+    const i = text.indexOf(needle);
+    assert.ok(i >= 0, `${needle} not in the text`);
+    const before = text.slice(0, i);
+    return { line: before.split("\n").length, col: i - before.lastIndexOf("\n") };
+  };
+  const rule = (cel: string) => `  - tools: [a]\n    action: allow\n    conditions:\n      - cel: ${cel}\n`;
+  const firstError = (text: string) => {
+    const e = errorsOf(text)[0];
+    assert.ok(e);
+    assert.match(e.message, /^CEL: unknown method "matchez"/);
+    return e;
+  };
+
+  it("points at the token in block scalars (folded or literal), multi-line plain scalars and one-line quoted strings", () => {
+    for (const cel of [
+      ">-\n          request.tool == 'x' &&\n          request.tool.matchez('y')",
+      ">\n          request.tool == 'x'\n\n            && request.tool.matchez('y')\n          || false",
+      "| # a comment\n          request.tool == 'x' &&\n\n          request.tool.matchez('y')",
+      "|2+\n          request.tool == 'x' &&\n          request.tool.matchez('y')\n\n",
+      "request.tool == 'x' &&\n          request.tool.matchez('y')",
+      `"request.arguments.p == \\"a\\tb\\u00e9\\" && request.tool.matchez('y')"`,
+      "'request.arguments.p == ''a'' && request.tool.matchez(''y'')'",
+    ]) {
+      const text = toolPolicy("p", rule(cel));
+      const e = firstError(text);
+      assert.deepEqual({ line: e.line, col: e.col }, at(text, ".matchez"), cel);
+      assert.doesNotMatch(e.message, /start of this string/);
+    }
+  });
+
+  it("points at the string, and says so, where escapes or line breaks in quotes keep the column from being exact", () => {
+    for (const cel of [
+      `"request.tool == 'x' &&\n          request.tool.matchez('y')"`,
+      `"request.tool == 'x' && \\\n          request.tool.matchez('y')"`,
+    ]) {
+      const text = toolPolicy("p", rule(cel));
+      const e = firstError(text);
+      assert.deepEqual({ line: e.line, col: e.col }, at(text, `"request`), cel);
+      assert.match(e.message, /reported at the start of this string/);
+      assert.match(e.message, /character 36 of the expression: "\.matchez\('y'\)"/);
+    }
+  });
+});
