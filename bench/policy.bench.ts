@@ -701,6 +701,7 @@ async function main(): Promise<void> {
     );
   }
   console.log(`\n${redosLine(loadPolicySources, compilePolicySet)}`);
+  console.log(loopCostLine(loadPolicySources, compilePolicySet));
   const starved = cpuShares.filter((x) => x < 0.9).length;
   console.log(
     `\nCPU time ÷ wall time per batch: median ${(median(cpuShares) * 100).toFixed(0)} %, ` +
@@ -741,6 +742,37 @@ function redosLine(
   const t = timeOnce(() => policySet.decide(input), 21);
   if (t.value.decision !== "deny") fail(`ReDoS case decided ${t.value.decision}, expected deny`);
   return `ReDoS case, matches('(a+)+$') on 'a'×5000 + '!': ${ms(t.cold)} first decision, ${ms(t.warm)} warm median (deny, RE2)`;
+}
+
+/**
+ * The costliest kind of comprehension the load-time cost rule lets through, at the input limits:
+ * 10,000 elements and 1 MiB of text, work on a 500 KB loop-invariant string bounded by each
+ * element (startsWith, ==, contains with it as the argument) and a map() feeding an exists().
+ * Printed, not judged: the rule's point is that this stays linear (milliseconds, not minutes).
+ */
+function loopCostLine(
+  loadPolicySources: typeof LoaderModule.loadPolicySources,
+  compilePolicySet: typeof EngineModule.compilePolicySet,
+): string {
+  const cel =
+    "request.arguments.l.map(x, x + 'b').exists(y, request.arguments.s.startsWith(y) || y == request.arguments.s || y.contains(request.arguments.s))";
+  const { policySet } = compilePolicySet(
+    loadPolicySources([
+      {
+        file: "loop.yaml",
+        text: `kind: ToolPolicy\nmetadata: {name: loop}\nspec:\n  agent: a\n  mcpServer: s\n  rules:\n  - tools: [t]\n    action: allow\n    conditions: [{cel: "${cel}"}]\n`,
+      },
+    ]),
+  );
+  if (!policySet) fail("the comprehension cost policy did not compile");
+  const l = Array.from({ length: 10_000 }, () => "a".repeat(50));
+  const s = "a".repeat(1_048_576 - 10_000 * 50 - 100); // keys and names count too
+  const input: DecisionInput = { agent: { name: "a" }, request: { server: "s", tool: "t", arguments: { l, s } } };
+  const t = timeOnce(() => policySet.decide(input), 21);
+  if (t.value.decision !== "deny" || t.value.rule !== null) {
+    fail(`comprehension cost case decided ${t.value.decision} (${t.value.reason}), expected the default deny`);
+  }
+  return `Comprehension at the input limits (10,000 elements, 1 MiB of text): ${ms(t.cold)} first decision, ${ms(t.warm)} warm median (deny)`;
 }
 
 function shuffle<T>(xs: T[], rnd: () => number): void {

@@ -6,10 +6,11 @@ import type { ArtifactPolicy } from "./resources.js";
 import { type CompileContext, compileConditions } from "./tool-policy.js";
 
 export function checkArtifactPolicy(res: LoadedResource, ctx: CompileContext, cel: CelEnvironment): boolean {
-  const spec = (res.value as ArtifactPolicy).spec;
+  const spec = (res.value as Partial<ArtifactPolicy>).spec;
   let ok = true;
-  (spec.rules ?? []).forEach((rule, i) => {
-    if (!compileConditions(res, `/spec/rules/${i}`, rule.conditions, ctx, cel)) ok = false;
+  // A document with errors has only its valid parts (rules may be missing or undefined).
+  (spec?.rules ?? []).forEach((rule, i) => {
+    if (rule && !compileConditions(res, `/spec/rules/${i}`, rule.conditions, ctx, cel)) ok = false;
   });
   return ok;
 }

@@ -38,6 +38,8 @@ export class PolicyLoadError extends Error {
 /** Collects diagnostics for one source file. */
 export class DiagnosticSink {
   readonly items: Diagnostic[] = [];
+  /** How many of the items are errors. */
+  errors = 0;
   constructor(
     readonly file: string,
     private readonly position: (offset: number) => { line: number; col: number },
@@ -48,7 +50,7 @@ export class DiagnosticSink {
   }
 
   error(offset: number, message: string): void {
-    this.items.push({ ...this.at(offset), severity: "error", message });
+    this.errorAt(this.at(offset), message);
   }
 
   warning(offset: number, message: string): void {
@@ -57,6 +59,7 @@ export class DiagnosticSink {
 
   errorAt(pos: SourcePosition, message: string): void {
     this.items.push({ ...pos, severity: "error", message });
+    this.errors++;
   }
 }
 

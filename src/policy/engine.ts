@@ -24,7 +24,7 @@ import {
   type RateLimitObligation,
   SEVERITY,
 } from "./decision.js";
-import { type Diagnostic, hasErrors } from "./diagnostics.js";
+import { type Diagnostic, formatDiagnostic, hasErrors } from "./diagnostics.js";
 import { checkGuardrailPolicy } from "./guardrail-policy.js";
 import { ArgumentSchemaCompiler } from "./json-schema.js";
 import type { LoadedResource, LoadResult } from "./loader.js";
@@ -33,6 +33,7 @@ import {
   CallContext,
   type CompileContext,
   type CompiledToolPolicy,
+  checkToolPolicyParts,
   compileToolPolicy,
   evaluatePolicy,
   type PolicyResult,
@@ -86,8 +87,27 @@ export function compilePolicySet(load: LoadResult, options: EngineOptions = {}):
         break;
     }
   }
-  if (hasErrors(diagnostics)) return { diagnostics };
-  return { policySet: new PolicySet(toolPolicies, policies, tests, options), diagnostics };
+  // Documents with errors are never compiled, but their valid parts are still checked, so that
+  // one run reports every problem rather than one layer at a time.
+  for (const res of load.partial ?? []) {
+    if (res.kind === "ToolPolicy") checkToolPolicyParts(res, ctx);
+    else if (res.kind === "GuardrailPolicy") checkGuardrailPolicy(res, ctx, false);
+    else if (res.kind === "ArtifactPolicy") checkArtifactPolicy(res, ctx, artifactCel);
+  }
+  const unique = dedupe(diagnostics);
+  if (hasErrors(unique)) return { diagnostics: unique };
+  return { policySet: new PolicySet(toolPolicies, policies, tests, options), diagnostics: unique };
+}
+
+/** The same problem at the same place is reported once. */
+function dedupe(diagnostics: readonly Diagnostic[]): Diagnostic[] {
+  const seen = new Set<string>();
+  return diagnostics.filter((d) => {
+    const key = formatDiagnostic(d);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 export class PolicySet {

@@ -4,12 +4,18 @@ import type { LoadedResource } from "./loader.js";
 import type { GuardrailPolicy } from "./resources.js";
 import { type CompileContext, checkSelectors } from "./tool-policy.js";
 
-export function checkGuardrailPolicy(res: LoadedResource, ctx: CompileContext): boolean {
-  const spec = (res.value as GuardrailPolicy).spec;
-  let ok = checkSelectors(res, spec, ctx, false);
-  spec.rules.forEach((rule, i) => {
+/**
+ * `complete` is false for a document with errors, which has only its valid parts: then only
+ * the regular expressions are checked, as a missing field may just have been invalid.
+ */
+export function checkGuardrailPolicy(res: LoadedResource, ctx: CompileContext, complete = true): boolean {
+  const spec = (res.value as Partial<GuardrailPolicy>).spec;
+  if (!spec) return false;
+  let ok = complete && checkSelectors(res, spec, ctx, false);
+  (spec.rules ?? []).forEach((rule, i) => {
+    if (!rule) return;
     const base = `/spec/rules/${i}`;
-    if (!rule.detect && !rule.patterns) {
+    if (complete && !rule.detect && !rule.patterns) {
       ctx.diagnostics.push({
         ...res.positionOf(base),
         severity: "error",
@@ -18,6 +24,7 @@ export function checkGuardrailPolicy(res: LoadedResource, ctx: CompileContext): 
       ok = false;
     }
     rule.patterns?.forEach((p, j) => {
+      if (typeof p?.regex !== "string") return;
       try {
         RE2JS.compile(p.regex);
       } catch (err) {

@@ -28,13 +28,23 @@ export interface LoadedResource {
   position: SourcePosition;
   /** Finds the position of a value by JSON pointer, e.g. "/spec/rules/0/tools/1". */
   positionOf(pointer: string): SourcePosition;
-  /** Maps an offset inside a string value (such as a CEL expression) back into the file. */
-  positionInString(pointer: string, offset: number): SourcePosition;
+  /**
+   * Maps an offset inside a string value (such as a CEL expression) back into the file. Where
+   * that cannot be done exactly (escapes or line breaks inside quotes), the position is the
+   * string's own and `exact` is false.
+   */
+  positionInString(pointer: string, offset: number): { position: SourcePosition; exact: boolean };
 }
 
 export interface LoadResult {
   resources: LoadedResource[];
   diagnostics: Diagnostic[];
+  /**
+   * Documents with errors (in `diagnostics`), holding only their valid parts. They are never
+   * compiled; they are kept so that later checks (CEL, approvals, argument schemas) can report
+   * their problems in the same run.
+   */
+  partial?: LoadedResource[];
 }
 
 const KINDS = Object.keys(KIND_SPECS) as Kind[];
@@ -59,7 +69,7 @@ export async function loadPolicyPaths(paths: readonly string[]): Promise<LoadRes
     }
   }
   const result = loadPolicySources(sources);
-  return { resources: result.resources, diagnostics: [...diagnostics, ...result.diagnostics] };
+  return { ...result, diagnostics: [...diagnostics, ...result.diagnostics] };
 }
 
 async function collectFiles(path: string, diagnostics: Diagnostic[]): Promise<string[]> {
@@ -107,6 +117,7 @@ function errorText(err: unknown): string {
 /** Loads documents from in-memory sources. Pure apart from hashing. */
 export function loadPolicySources(sources: readonly SourceFile[]): LoadResult {
   const resources: LoadedResource[] = [];
+  const partial: LoadedResource[] = [];
   const diagnostics: Diagnostic[] = [];
   const seen = new Map<string, LoadedResource>();
   for (const src of sources) {
@@ -115,17 +126,23 @@ export function loadPolicySources(sources: readonly SourceFile[]): LoadResult {
       if (doc.errors.length > 0) continue; // already reported; the document's meaning is unknown
       const loaded = loadDocument(parsed, doc.contents as Node | null, start);
       if (!loaded) continue;
-      const key = `${loaded.kind}/${loaded.name}`;
+      if (!loaded.complete) {
+        partial.push(loaded.resource);
+        continue;
+      }
+      const res = loaded.resource;
+      const key = `${res.kind}/${res.name}`;
       const earlier = seen.get(key);
       if (earlier) {
         parsed.sink.errorAt(
-          loaded.positionOf("/metadata/name"),
-          `${loaded.kind} "${loaded.name}" is defined twice; the other one is at ${earlier.file}:${earlier.position.line}:${earlier.position.col}. Names must be unique per kind.`,
+          res.positionOf("/metadata/name"),
+          `${res.kind} "${res.name}" is defined twice; the other one is at ${earlier.file}:${earlier.position.line}:${earlier.position.col}. Names must be unique per kind.`,
         );
+        partial.push(res);
         continue;
       }
-      seen.set(key, loaded);
-      resources.push(loaded);
+      seen.set(key, res);
+      resources.push(res);
     }
     diagnostics.push(...parsed.sink.items);
   }
@@ -133,10 +150,15 @@ export function loadPolicySources(sources: readonly SourceFile[]): LoadResult {
     const first = sources[0] as SourceFile;
     diagnostics.push({ file: first.file, line: 1, col: 1, severity: "error", message: "no policy documents found" });
   }
-  return { resources, diagnostics };
+  return { resources, diagnostics, partial };
 }
 
-function loadDocument(parsed: ParsedSource, root: Node | null, start: number): LoadedResource | undefined {
+/** A document read from YAML; `complete` is false when it had errors and holds only its valid parts. */
+function loadDocument(
+  parsed: ParsedSource,
+  root: Node | null,
+  start: number,
+): { resource: LoadedResource; complete: boolean } | undefined {
   const sink = parsed.sink;
   if (!isMap(root)) {
     sink.error(start, "a policy document must be a mapping with apiVersion, kind, metadata and spec");
@@ -157,31 +179,45 @@ function loadDocument(parsed: ParsedSource, root: Node | null, start: number): L
   }
   const kind = kindValue as Kind;
   const nodes: NodeIndex = new Map();
-  const value = readNode(root, documentSchema(kind), "", { sink, nodes, fallbackOffset: start });
+  const errorsBefore = sink.errors;
+  const value = readNode(root, documentSchema(kind), "", { sink, nodes, fallbackOffset: start, partial: true });
   if (value === INVALID) return undefined;
   const resource = value as AnyResource;
   const positionOf = (pointer: string): SourcePosition => sink.at(offsetOf(nodes, pointer, start));
-  let version: string;
-  try {
-    version = canonicalDigest(resource);
-  } catch (err) {
-    // Not representable as I-JSON (RFC 8785), e.g. a lone UTF-16 surrogate from a "\ud800" escape.
-    const pointer = err instanceof CanonicalJsonError ? (err.message.split(":")[0] ?? "") : "";
-    sink.errorAt(
-      positionOf(pointer === "/" ? "" : pointer),
-      `${err instanceof Error ? err.message.replace(/^[^:]*: /, "") : String(err)}; policies must be valid Unicode text`,
-    );
-    return undefined;
+  let complete = sink.errors === errorsBefore;
+  let version = "";
+  if (complete) {
+    try {
+      version = canonicalDigest(resource);
+    } catch (err) {
+      // Not representable as I-JSON (RFC 8785), e.g. a lone UTF-16 surrogate from a "\ud800" escape.
+      const pointer = err instanceof CanonicalJsonError ? (err.message.split(":")[0] ?? "") : "";
+      sink.errorAt(
+        positionOf(pointer === "/" ? "" : pointer),
+        `${err instanceof Error ? err.message.replace(/^[^:]*: /, "") : String(err)}; policies must be valid Unicode text`,
+      );
+      complete = false;
+    }
   }
+  const name = resource.metadata?.name;
   return {
-    kind,
-    name: resource.metadata.name,
-    value: resource,
-    version,
-    file: sink.file,
-    position: sink.at(start),
-    positionOf,
-    positionInString: (pointer, offset) => sink.at(stringOffset(parsed.text, nodes.get(pointer), offset, start)),
+    complete,
+    resource: {
+      kind,
+      name: typeof name === "string" ? name : "",
+      value: resource,
+      version,
+      file: sink.file,
+      position: sink.at(start),
+      positionOf,
+      positionInString: (pointer, offset) => {
+        const node = nodes.get(pointer);
+        const exact = stringOffset(parsed.text, node, offset);
+        return exact === undefined
+          ? { position: sink.at(node?.range?.[0] ?? start), exact: false }
+          : { position: sink.at(exact), exact: true };
+      },
+    },
   };
 }
 
@@ -197,35 +233,98 @@ function offsetOf(nodes: NodeIndex, pointer: string, fallback: number): number {
 }
 
 /**
- * File offset of a character inside a string scalar. Exact for plain and
- * quoted one-line scalars without escapes and for literal block scalars; otherwise
- * it points at the scalar itself.
+ * File offset of a character inside a string scalar, when it can be known exactly:
+ *   - plain and block scalars (literal | or folded >) are their lines with the indentation
+ *     taken away and the line breaks kept or folded into spaces, so each line's text must
+ *     appear in the value in order, with only whitespace between: if it does, the character
+ *     is found on its line;
+ *   - a one-line quoted string is decoded escape by escape and compared with the value.
+ * Anything else (line breaks inside quotes, unknown escapes, a value that does not line up)
+ * gives undefined: better no column than a wrong one.
  */
-function stringOffset(text: string, node: Node | undefined, offset: number, fallback: number): number {
-  if (!isScalar(node) || !node.range) return fallback;
+function stringOffset(text: string, node: Node | undefined, offset: number): number | undefined {
+  if (!isScalar(node) || !node.range || typeof node.value !== "string") return undefined;
   const [start, end] = node.range;
   const raw = text.slice(start, end);
+  const value = node.value;
   switch (node.type) {
     case "PLAIN":
-      return raw.includes("\n") ? start : start + offset;
-    case "QUOTE_DOUBLE":
-    case "QUOTE_SINGLE":
-      return raw.includes("\n") || /\\|''/.test(raw) ? start : start + 1 + offset;
-    case "BLOCK_LITERAL": {
-      // Line k of a literal block's value is content line k after the header (| or |-).
-      const value = String(node.value);
-      const before = value.slice(0, offset);
-      const lineIndex = before.split("\n").length - 1;
-      const col = offset - (before.lastIndexOf("\n") + 1);
+    case "BLOCK_LITERAL":
+    case "BLOCK_FOLDED": {
+      // A block scalar's first line is its header (| or > with indicators and perhaps a comment).
       const lines = raw.split("\n");
-      // The block's indentation is that of its first non-empty line; deeper indentation is part of the value.
-      const firstContent = lines.slice(1).find((l) => l.trim() !== "") ?? "";
-      const blockIndent = firstContent.length - firstContent.trimStart().length;
-      let pos = start;
-      for (let i = 0; i <= lineIndex && i < lines.length; i++) pos += (lines[i] as string).length + 1;
-      return lineIndex + 1 < lines.length ? pos + blockIndent + col : start;
+      let lineStart = start;
+      let j = 0; // next unmatched character of the value
+      let found: number | undefined;
+      for (let i = 0; i < lines.length; i++) {
+        const line = lines[i] as string;
+        const content = line.trim();
+        const src = lineStart + line.length - line.trimStart().length;
+        lineStart += line.length + 1;
+        if ((i === 0 && node.type !== "PLAIN") || content === "") continue;
+        while (j < value.length && /\s/.test(value[j] as string)) j++;
+        if (!value.startsWith(content, j)) return undefined;
+        if (found === undefined && offset < j + content.length) found = src + Math.max(0, offset - j);
+        j += content.length;
+      }
+      if (value.slice(j).trim() !== "") return undefined;
+      return found ?? start + raw.trimEnd().length;
+    }
+    case "QUOTE_DOUBLE":
+    case "QUOTE_SINGLE": {
+      if (raw.includes("\n")) return undefined;
+      let j = 0;
+      let found: number | undefined;
+      for (let i = 1; i < raw.length - 1; ) {
+        const unit = quotedUnit(raw, i, node.type === "QUOTE_DOUBLE");
+        if (unit === undefined || !value.startsWith(unit.text, j)) return undefined;
+        if (found === undefined && offset < j + unit.text.length) found = start + i;
+        i += unit.length;
+        j += unit.text.length;
+      }
+      if (j !== value.length) return undefined;
+      return found ?? start + raw.length - 1;
     }
     default:
-      return start;
+      return undefined;
   }
+}
+
+const YAML_ESCAPES: Readonly<Record<string, string>> = {
+  "0": "\0",
+  a: "\x07",
+  b: "\b",
+  t: "\t",
+  "\t": "\t",
+  n: "\n",
+  v: "\v",
+  f: "\f",
+  r: "\r",
+  e: "\x1b",
+  " ": " ",
+  '"': '"',
+  "/": "/",
+  "\\": "\\",
+  N: "\x85",
+  _: "\xa0",
+  L: "\u2028",
+  P: "\u2029",
+};
+const HEX_ESCAPES: Readonly<Record<string, number>> = { x: 2, u: 4, U: 8 };
+
+/** The text one character or escape of a quoted scalar stands for, and how long it is in the source. */
+function quotedUnit(raw: string, i: number, double: boolean): { text: string; length: number } | undefined {
+  const ch = raw[i] as string;
+  if (!double)
+    return ch === "'" ? (raw[i + 1] === "'" ? { text: "'", length: 2 } : undefined) : { text: ch, length: 1 };
+  if (ch !== "\\") return { text: ch, length: 1 };
+  const kind = raw[i + 1] ?? "";
+  const simple = YAML_ESCAPES[kind];
+  if (simple !== undefined && Object.hasOwn(YAML_ESCAPES, kind)) return { text: simple, length: 2 };
+  const digits = HEX_ESCAPES[kind];
+  if (digits === undefined || !Object.hasOwn(HEX_ESCAPES, kind)) return undefined;
+  const hex = raw.slice(i + 2, i + 2 + digits);
+  const code = Number.parseInt(hex, 16);
+  if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length !== digits || code > 0x10ffff) return undefined;
+  return { text: String.fromCodePoint(code), length: 2 + digits };
 }

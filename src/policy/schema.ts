@@ -49,6 +49,13 @@ export interface SchemaContext {
   nodes: NodeIndex;
   /** Offset to report when a required field is missing from an empty document. */
   fallbackOffset: number;
+  /**
+   * Keep the valid parts: a mapping or list with errors inside is returned without the invalid
+   * fields and entries (an invalid list item becomes undefined, so indices still match the file),
+   * for checks that report more problems in the same run. Whether anything was invalid is then
+   * only known from the errors reported.
+   */
+  partial?: boolean;
 }
 
 export function nodeOffset(node: Node | null | undefined, fallback: number): number {
@@ -113,9 +120,9 @@ export function readNode(node: Node | null, schema: Schema, path: string, ctx: S
       items.forEach((item, i) => {
         const v = readNode(item, schema.items, `${path}/${i}`, ctx, depth + 1);
         if (v === INVALID) ok = false;
-        out.push(v);
+        out.push(v === INVALID ? undefined : v);
       });
-      return ok ? out : INVALID;
+      return ok || ctx.partial ? out : INVALID;
     }
     case "object":
       return readObject(node, schema, path, ctx, depth);
@@ -137,9 +144,9 @@ export function readNode(node: Node | null, schema: Schema, path: string, ctx: S
         }
         const v = readNode(pair.value, schema.values, `${path}/${escapePointer(key)}`, ctx, depth + 1);
         if (v === INVALID) ok = false;
-        defineMember(out, key, v);
+        else defineMember(out, key, v);
       }
-      return ok ? out : INVALID;
+      return ok || ctx.partial ? out : INVALID;
     }
     case "json":
       return readJson(node, path, ctx, depth);
@@ -150,8 +157,11 @@ function readString(node: Node | null, schema: StringSchema, path: string, ctx: 
   const at = nodeOffset(node, ctx.fallbackOffset);
   const v = scalarValue(node);
   if (typeof v !== "string") {
+    // Quote the text as written: 0x1F and 1e3 are the numbers 31 and 1000, but the names "0x1F" and "1e3".
     const quoteHint =
-      isScalar(node) && (typeof v === "number" || typeof v === "boolean") ? ` (quote it: "${String(v)}")` : "";
+      isScalar(node) && (typeof v === "number" || typeof v === "boolean")
+        ? ` (quote it: ${JSON.stringify(sourceText(node))})`
+        : "";
     ctx.sink.error(at, `${label(path)} must be a string, not ${describe(node)}${quoteHint}`);
     return INVALID;
   }
@@ -215,7 +225,7 @@ function readObject(node: Node | null, schema: ObjectSchema, path: string, ctx: 
       ok = false;
     }
   }
-  return ok ? out : INVALID;
+  return ok || ctx.partial ? out : INVALID;
 }
 
 function readJson(node: Node | null, path: string, ctx: SchemaContext, depth: number): unknown {
@@ -279,6 +289,11 @@ function defineMember(obj: Record<string, unknown>, key: string, value: unknown)
   Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
+/** A scalar as written in the file (0x1F, not 31), when the parser kept it. */
+function sourceText(node: Scalar): string {
+  return typeof node.source === "string" && node.source !== "" ? node.source : String(node.value);
+}
+
 function scalarValue(node: Node | null | undefined): unknown {
   return isScalar(node) ? node.value : undefined;
 }
@@ -293,8 +308,8 @@ export function describe(node: Node | null | undefined): string {
     const v = node.value;
     if (v === null) return "null";
     if (typeof v === "string") return `the text "${v.length > 60 ? `${v.slice(0, 57)}...` : v}"`;
-    if (typeof v === "number") return `the number ${v}`;
-    if (typeof v === "boolean") return `the boolean ${v}`;
+    if (typeof v === "number") return `the number ${sourceText(node)}`;
+    if (typeof v === "boolean") return `the boolean ${sourceText(node)}`;
   }
   return "an unsupported YAML value";
 }

@@ -86,6 +86,7 @@ export function compileConditions(
   const out: CompiledCondition[] = [];
   let ok = true;
   (conditions ?? []).forEach((c, i) => {
+    if (typeof c?.cel !== "string") return; // only in a document with errors, which are reported already
     const pointer = `${base}/conditions/${i}/cel`;
     const compiled = cel.compile(c.cel, T.bool);
     if (isCompiled(compiled)) {
@@ -93,9 +94,19 @@ export function compileConditions(
       return;
     }
     ok = false;
-    for (const p of compiled.problems) error(ctx, res.positionInString(pointer, p.offset), `CEL: ${p.message}`);
+    for (const p of compiled.problems) {
+      const { position, exact } = res.positionInString(pointer, p.offset);
+      error(ctx, position, `CEL: ${p.message}${exact || p.offset === 0 ? "" : notExact(c.cel, p.offset)}`);
+    }
   });
   return ok ? out : undefined;
+}
+
+/** For a problem inside a string whose characters do not map one to one onto the file. */
+function notExact(source: string, offset: number): string {
+  const rest = source.slice(offset).replace(/\s+/g, " ");
+  const snippet = rest.length > 24 ? `${rest.slice(0, 24)}…` : rest;
+  return ` (reported at the start of this string: with line breaks or escapes inside quotes, columns in the file do not match the expression's; the problem is at character ${offset + 1} of the expression: ${JSON.stringify(snippet)})`;
 }
 
 function labelOf(pointer: string): string {
@@ -228,16 +239,30 @@ export function compileToolPolicy(res: LoadedResource, ctx: CompileContext): Com
   };
 }
 
-function compileRule(
+/**
+ * Checks the rules of a ToolPolicy that has errors and is not compiled (a partial document:
+ * fields with errors are missing), so that their CEL, approval and argument-schema problems are
+ * reported in the same run.
+ */
+export function checkToolPolicyParts(res: LoadedResource, ctx: CompileContext): void {
+  const rules: unknown = (res.value as Partial<ToolPolicy>).spec?.rules;
+  if (!Array.isArray(rules)) return;
+  rules.forEach((rule: ToolRule | undefined, index) => {
+    if (rule) checkRule(res, rule, index, ctx);
+  });
+}
+
+/** The checks of one rule that need more than its schema; undefined after reporting a problem. */
+function checkRule(
   res: LoadedResource,
   rule: ToolRule,
   index: number,
   ctx: CompileContext,
-): CompiledRule | undefined {
+): { conditions: CompiledCondition[]; validateArguments: ArgumentsValidator | null } | undefined {
   const base = `/spec/rules/${index}`;
-  const ref: RuleRef = { index, name: rule.name ?? null };
   let ok = true;
-  if (rule.approval && rule.action !== "require_approval") {
+  // In a partial document an invalid action is missing: then nothing that depends on it is checked.
+  if (rule.approval && rule.action !== undefined && rule.action !== "require_approval") {
     error(
       ctx,
       res.positionOf(`${base}/approval#key`),
@@ -263,8 +288,19 @@ function compileRule(
       ok = false;
     }
   }
-  if (!ok || !conditions) return undefined;
+  return ok && conditions ? { conditions, validateArguments } : undefined;
+}
 
+function compileRule(
+  res: LoadedResource,
+  rule: ToolRule,
+  index: number,
+  ctx: CompileContext,
+): CompiledRule | undefined {
+  const checked = checkRule(res, rule, index, ctx);
+  if (!checked) return undefined;
+  const { conditions, validateArguments } = checked;
+  const ref: RuleRef = { index, name: rule.name ?? null };
   const matchers = rule.tools.map(compileGlob);
   const timeout = rule.approval?.timeout ?? DEFAULT_APPROVAL_TIMEOUT;
   return {

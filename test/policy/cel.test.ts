@@ -266,3 +266,151 @@ describe("CEL: hostile input", () => {
     assert.match(d.reason, /session\.calls\.a must be a whole number/);
   });
 });
+
+describe("CEL: comprehensions over request data cost at most a pass over the input", () => {
+  /** A policy with one condition, written as a double-quoted YAML string on line 11 from column 14. */
+  const withCondition = (cel: string) =>
+    toolPolicy("p", `  - tools: [a]\n    action: allow\n    conditions:\n      - cel: ${JSON.stringify(cel)}\n`);
+  /** Column in the file of an offset inside that condition. */
+  const col = (offset: number) => 15 + offset;
+
+  it("rejects the reviewer's expressions when the policy loads, at the offending call, with the fix", () => {
+    const size = errorsOf(withCondition("request.arguments.l.exists(x, size(request.arguments.s) == 0)"));
+    assert.equal(size.length, 1, size.map((e) => e.message).join("\n"));
+    assert.equal(size[0]?.line, 11);
+    assert.equal(size[0]?.col, col(30), "at size(");
+    assert.match(
+      size[0]?.message ?? "",
+      /^CEL: size\(request\.arguments\.s\) is evaluated for every element of request\.arguments\.l, and request\.arguments\.s does not depend on "x"/,
+    );
+    assert.match(size[0]?.message ?? "", /outside the comprehension/);
+    const contains = errorsOf(withCondition("request.arguments.l.exists(x, request.arguments.s.contains(x + 'zz'))"));
+    assert.equal(contains.length, 1, contains.map((e) => e.message).join("\n"));
+    assert.equal(contains[0]?.line, 11);
+    assert.equal(contains[0]?.col, col(49), "at .contains");
+    assert.match(contains[0]?.message ?? "", /request\.arguments\.s\.contains\(\) is evaluated for every element/);
+    assert.match(contains[0]?.message ?? "", /work on "x" instead/);
+  });
+
+  it("rejects every operation whose cost grows with a value the iteration does not change", () => {
+    const l = "request.arguments.l";
+    for (const [expr, why] of [
+      [`${l}.all(x, request.arguments.s.matches('^' + x))`, /request\.arguments\.s\.matches\(\)/],
+      [`${l}.exists(x, x in request.arguments.l2)`, /"in request\.arguments\.l2"/],
+      [`${l}.exists(x, x in user.groups)`, /"in user\.groups"/],
+      [`${l}.exists(x, request.arguments.a == request.arguments.b)`, /comparing request\.arguments\.a/],
+      [`${l}.exists(x, request.arguments.a.startsWith(request.arguments.b))`, /startsWith\(\)/],
+      [`${l}.exists(x, x == request.arguments.s + 'z')`, /operator \+ on request\.arguments\.s/],
+      [`${l}.exists(x, int(request.arguments.n) == x)`, /int\(\) of request\.arguments\.n/],
+      [`${l}.exists(x, timestamp(request.arguments.t) < now)`, /timestamp\(\) of request\.arguments\.t/],
+      [`${l}.map(x, request.arguments.s).size() == 0`, /map\(\) returning request\.arguments\.s/],
+      [
+        `${l}.exists(x, request.arguments.m[x] == 1)`,
+        /a lookup in request\.arguments\.m by a key that may be a number/,
+      ],
+      [`${l}.exists(x, x in agent.labels)`, /a lookup in agent\.labels by a key that may be a number/],
+      [`${l}.exists(x, request.arguments.pair[0] == x)`, /a lookup in request\.arguments\.pair/],
+      [`${l}.exists(x, size(x == '' ? request.arguments.s : x) > 0)`, /size\(…\) is evaluated for every element/],
+      [`${l}.exists(x, ['a', 'b'].exists(p, request.arguments.s.contains(p)))`, /request\.arguments\.s\.contains\(\)/],
+      [`[request.arguments.s].exists(p, ${l}.exists(x, p.contains(x)))`, /p\.contains\(\)/],
+      [`request.arguments.m.exists(k, size(request.arguments.n[k]) > 0)`, /a lookup in request\.arguments\.n/],
+      [`${l}.filter(x, request.arguments.s.endsWith(request.arguments.t)).size() == 0`, /endsWith\(\)/],
+    ] as const) {
+      rejects(expr, why);
+      rejects(
+        expr,
+        /(does not depend|neither side depends) on "(x|k)": that costs the number of elements times its size \(cost limit\)/,
+      );
+    }
+  });
+
+  it("accepts the linear forms, and they decide as written", () => {
+    const l = "request.arguments.l";
+    const cases: [string, Record<string, unknown>, "allow" | "deny"][] = [
+      [`${l}.all(p, p.startsWith('/tmp/'))`, { l: ["/tmp/a", "/tmp/b"] }, "allow"],
+      [`${l}.all(p, p.startsWith(request.arguments.root))`, { l: ["/w/a", "/etc/x"], root: "/w/" }, "deny"],
+      [`${l}.exists(p, request.arguments.path.startsWith(p))`, { l: ["/etc/", "/w/"], path: "/w/a" }, "allow"],
+      [`${l}.exists(x, x == request.arguments.s)`, { l: ["a", "b"], s: "b" }, "allow"],
+      [`${l}.exists(x, x.contains(request.arguments.s))`, { l: ["abc"], s: "abcd" }, "deny"],
+      [`${l}.all(x, x in ['a', 'b'])`, { l: ["a", "c"] }, "deny"],
+      [`${l}.all(x, string(x) in agent.labels)`, { l: ["team"] }, "allow"],
+      [`${l}.exists(x, request.arguments.m['k'] == x)`, { l: [1, 2], m: { k: 2 } }, "allow"],
+      [
+        `request.arguments.h.exists(k, request.arguments.h[string(k)].contains('secret'))`,
+        { h: { a: "x", b: "a secret" } },
+        "allow",
+      ],
+      [`${l}.exists(x, size(x) > 2 && size(user.groups) > 0 && x in ['abc'])`, { l: ["abc"] }, "allow"],
+      [`${l}.map(x, x + '/').exists(y, y == request.arguments.s)`, { l: ["a", "b"], s: "b/" }, "allow"],
+      [`${l}.all(i, i.price <= request.arguments.max * 2.0)`, { l: [{ price: 3 }], max: 1 }, "deny"],
+      [
+        `size(request.arguments.s) < 10 && ${l}.exists(x, request.arguments.s.endsWith(x))`,
+        { l: ["c"], s: "abc" },
+        "allow",
+      ],
+    ];
+    for (const [cel, args, expected] of cases) {
+      const set = policySet(withCondition(cel));
+      const input = { ...call("a", args), agent: { name: "agent-1", labels: { team: "x" } }, user: { groups: ["g"] } };
+      assert.equal(set.decide(input).decision, expected, cel);
+    }
+  });
+
+  it("map() and filter() results can be used at the input limit (10,000 elements)", () => {
+    const l = Array.from({ length: 10_000 }, (_, i) => `x${i}`);
+    const set = policySet(
+      withCondition(
+        "request.arguments.l.map(x, x + '!').filter(x, x.endsWith('7!')).exists(y, y == 'x9997!') && request.arguments.l.map(x, x) == request.arguments.l",
+      ),
+    );
+    const d = set.decide(call("a", { l }));
+    assert.equal(d.decision, "allow", d.reason);
+  });
+});
+
+describe("CEL: problems inside YAML strings are reported where they are", () => {
+  /** Line and column (1-based) of the first occurrence of `needle` in `text`. */
+  const at = (text: string, needle: string) => {
+    const i = text.indexOf(needle);
+    assert.ok(i >= 0, `${needle} not in the text`);
+    const before = text.slice(0, i);
+    return { line: before.split("\n").length, col: i - before.lastIndexOf("\n") };
+  };
+  const rule = (cel: string) => `  - tools: [a]\n    action: allow\n    conditions:\n      - cel: ${cel}\n`;
+  const firstError = (text: string) => {
+    const e = errorsOf(text)[0];
+    assert.ok(e);
+    assert.match(e.message, /^CEL: unknown method "matchez"/);
+    return e;
+  };
+
+  it("points at the token in block scalars (folded or literal), multi-line plain scalars and one-line quoted strings", () => {
+    for (const cel of [
+      ">-\n          request.tool == 'x' &&\n          request.tool.matchez('y')",
+      ">\n          request.tool == 'x'\n\n            && request.tool.matchez('y')\n          || false",
+      "| # a comment\n          request.tool == 'x' &&\n\n          request.tool.matchez('y')",
+      "|2+\n          request.tool == 'x' &&\n          request.tool.matchez('y')\n\n",
+      "request.tool == 'x' &&\n          request.tool.matchez('y')",
+      `"request.arguments.p == \\"a\\tb\\u00e9\\" && request.tool.matchez('y')"`,
+      "'request.arguments.p == ''a'' && request.tool.matchez(''y'')'",
+    ]) {
+      const text = toolPolicy("p", rule(cel));
+      const e = firstError(text);
+      assert.deepEqual({ line: e.line, col: e.col }, at(text, ".matchez"), cel);
+      assert.doesNotMatch(e.message, /start of this string/);
+    }
+  });
+
+  it("points at the string, and says so, where escapes or line breaks in quotes keep the column from being exact", () => {
+    for (const cel of [
+      `"request.tool == 'x' &&\n          request.tool.matchez('y')"`,
+      `"request.tool == 'x' && \\\n          request.tool.matchez('y')"`,
+    ]) {
+      const text = toolPolicy("p", rule(cel));
+      const e = firstError(text);
+      assert.deepEqual({ line: e.line, col: e.col }, at(text, `"request`), cel);
+      assert.match(e.message, /reported at the start of this string/);
+      assert.match(e.message, /character 36 of the expression: "\.matchez\('y'\)"/);
+    }
+  });
+});

@@ -308,3 +308,86 @@ describe("loading: text that is not valid Unicode", () => {
     assert.match(errs[0]?.message ?? "", /lone UTF-16 surrogate.*policies must be valid Unicode text/);
   });
 });
+
+describe("loading: every problem in one run", () => {
+  const lineOf = (text: string, needle: string) => text.slice(0, text.indexOf(needle)).split("\n").length;
+
+  it("a schema error does not hide CEL, approval and arguments-schema errors elsewhere in the document", () => {
+    const text = toolPolicy(
+      "p",
+      `  - tools: [a]
+    action: alow
+  - tools: [b]
+    action: allow
+    conditions:
+      - cel: request.tool.matchez('x')
+  - tools: [c]
+    action: allow
+    approval: {timeout: 5m}
+  - tools: [d]
+    action: require_approval
+    approval: {timeout: 30x}
+    arguments: {type: objekt}
+`,
+      "  defualtAction: deny\n",
+    );
+    const errors = errorsOf(text);
+    const found = (pattern: RegExp, needle: string) => {
+      const e = errors.find((x) => pattern.test(x.message));
+      assert.ok(e, `expected ${pattern}, got:\n${errors.map(show).join("\n")}`);
+      assert.equal(e.line, lineOf(text, needle), `${pattern}`);
+    };
+    found(/unknown field "defualtAction"/, "defualtAction");
+    found(/not "alow" \(did you mean "allow"\?\)/, "alow");
+    found(/CEL: unknown method "matchez"/, "matchez");
+    found(/"approval" only applies to action: require_approval/, "approval: {timeout: 5m}");
+    found(/"30x" is not a duration/, "30x");
+    found(/arguments is not a usable JSON Schema/, "objekt");
+    assert.equal(errors.length, 6, errors.map(show).join("\n"));
+  });
+
+  it("the same for ArtifactPolicy and GuardrailPolicy documents", () => {
+    const artifact = errorsOf(
+      "kind: ArtifactPolicy\nmetadata: {name: a}\nspec:\n  artifacts: [modell]\n  rules:\n  - action: allow\n    conditions: [{cel: \"request.tool == 'x'\"}]\n",
+    );
+    assert.deepEqual(
+      artifact.map((e) => [e.line, /not "modell"|unknown variable "request"/.test(e.message)]),
+      [
+        [4, true],
+        [7, true],
+      ],
+    );
+    const guardrail = errorsOf(
+      "kind: GuardrailPolicy\nmetadata: {name: g}\nspec:\n  agent: a\n  rules:\n  - patterns: [{name: x, regex: '(a'}]\n    action: blok\n",
+    );
+    assert.deepEqual(
+      guardrail.map((e) => [e.line, /not "blok"|invalid regular expression/.test(e.message)]),
+      [
+        [7, true],
+        [6, true],
+      ],
+    );
+  });
+});
+
+describe("loading: fix advice keeps the text as written, and every problem is reported once", () => {
+  it("advises quoting a number or boolean exactly as it was written", () => {
+    const errors = errorsOf(toolPolicy("p", "  - tools: [0x1F, 1e3, 0o17, .5, true, 007]\n    action: allow\n"));
+    const advice = errors.map((e) => /\(quote it: (.*)\)$/.exec(e.message)?.[1]);
+    assert.deepEqual(advice, ['"0x1F"', '"1e3"', '"0o17"', '".5"', '"true"', '"007"']);
+    assert.match(errors[0]?.message ?? "", /must be a string, not the number 0x1F/);
+  });
+
+  it("reports each problem once", () => {
+    const errors = errorsOf(
+      toolPolicy(
+        "p",
+        "  - tools: [0x1F, 1e3]\n    action: allow\n    conditions:\n      - cel: request.arguments.a.exists(x, request.arguments.b.exists(y, x == y))\n      - cel: request.arguments.a.map(x, request.arguments.b.filter(y, x == y)).size() == 0\n",
+      ),
+    );
+    const shown = errors.map(show);
+    assert.deepEqual(shown, [...new Set(shown)], shown.join("\n"));
+    assert.equal(shown.filter((s) => /may not be nested/.test(s)).length, 2, shown.join("\n"));
+    assert.equal(shown.length, 4, shown.join("\n"));
+  });
+});

@@ -81,11 +81,26 @@ export function checkExpression(root: Expr, opts: CheckOptions): { type: Type; p
   let depthLimitReported = false;
 
   const offsetOf = (e: Expr): number => opts.positions[e.id.toString()] ?? 0;
-  const report = (e: Expr, message: string) => problems.push({ offset: offsetOf(e), message });
+  const reported = new Set<string>();
+  const report = (e: Expr, message: string) => {
+    const offset = offsetOf(e);
+    const key = `${offset}:${message}`;
+    if (reported.has(key)) return; // e.g. one macro expanded into several nodes at the same place
+    reported.add(key);
+    problems.push({ offset, message });
+  };
+  /** What visit() found for each node, for the cost rule. */
+  const types = new Map<Expr, Type>();
 
   type Scope = ReadonlyMap<string, Type>;
 
   const visit = (e: Expr, scope: Scope, depth: number, dataLoops: number): Type => {
+    const t = visitNode(e, scope, depth, dataLoops);
+    types.set(e, t);
+    return t;
+  };
+
+  const visitNode = (e: Expr, scope: Scope, depth: number, dataLoops: number): Type => {
     if (depth > opts.maxDepth) {
       if (!depthLimitReported) report(e, `expression is nested more than ${opts.maxDepth} levels deep`);
       depthLimitReported = true;
@@ -306,7 +321,229 @@ export function checkExpression(root: Expr, opts: CheckOptions): { type: Type; p
   };
 
   const type = visit(root, new Map(), 0, 0);
+  if (!depthLimitReported) checkLoopCost(root, { types, overloads, report });
   return { type, problems };
+}
+
+// ---- the cost rule ----
+//
+// decide() runs on the gateway's event loop, so what one call can make a condition cost must be
+// bounded. A comprehension over request data (all, exists, exists_one, map, filter over anything
+// but a literal list or map) runs its body once per element, for up to 10,000 elements. Work on
+// the element itself (the iteration variable and what is built from it) adds up to about one
+// pass over the input. Work proportional to the size of a value that is the same in every
+// iteration — "loop-invariant data", such as request.arguments.s inside l.exists(x, ...) — is
+// repeated for every element: elements × size, about 10^10 steps at the input limits.
+//
+// So in such a body, loop-invariant data (not a literal, not a number, bool, timestamp or other
+// fixed-size value, and not built from the iteration variable alone) may only be used where the
+// cost does not grow with it (measured on @bufbuild/cel 0.6 and V8):
+//   - read, has(), a lookup by a string key (a number key makes the library scan a map's keys),
+//     an index into a list, size() of a list or map (size() of a string counts its characters);
+//   - compared (== != < <= > >=, startsWith, endsWith), unless both sides are loop-invariant:
+//     these stop at the shorter side;
+//   - as the argument, not the receiver, of contains and matches (the receiver bounds the search;
+//     patterns are limited to 2,048 characters and compiled once);
+//   - "in" a map by a string key; arithmetic; type(), dyn().
+// Everything else — size() of a string, s.contains(...), s.matches(...), x in list, +,
+// conversions, map() returning it — is rejected where it is written. Comprehensions over literal
+// lists cost what their literal's length says; nesting of comprehensions over data is limited
+// separately (maxDataComprehensionNesting).
+
+/** Bounded by the policy text; built from the current element (and the text); anything else. */
+const SMALL = 0;
+const ELEMENT = 1;
+const INVARIANT = 2;
+type SizeClass = typeof SMALL | typeof ELEMENT | typeof INVARIANT;
+
+const FIXED_SIZE = new Set<Type["kind"]>(["bool", "int", "uint", "double", "null", "timestamp", "duration", "type"]);
+const COMPARISONS = new Set(["_==_", "_!=_", "_<_", "_<=_", "_>_", "_>=_", "startsWith", "endsWith"]);
+const RECEIVER_BOUND = new Set(["contains", "matches"]);
+const CONSTANT_TIME = new Set([...LOGICAL, "!_", "_?_:_", "type", "dyn"]);
+
+interface CostContext {
+  types: ReadonlyMap<Expr, Type>;
+  overloads: ReadonlyMap<string, Overload[]>;
+  report: (e: Expr, message: string) => void;
+}
+
+/** The comprehension over request data whose body is being walked. */
+interface DataLoop {
+  iterVar: string;
+  range: Expr;
+}
+
+function checkLoopCost(root: Expr, ctx: CostContext): void {
+  const typeOf = (e: Expr): Type => ctx.types.get(e) ?? T.dyn;
+  const max = (classes: SizeClass[]): SizeClass => Math.max(SMALL, ...classes) as SizeClass;
+
+  const walk = (e: Expr, vars: ReadonlyMap<string, SizeClass>, loop: DataLoop | undefined): SizeClass => {
+    const cls = walkNode(e, vars, loop);
+    return FIXED_SIZE.has(typeOf(e).kind) ? SMALL : cls;
+  };
+
+  const walkNode = (e: Expr, vars: ReadonlyMap<string, SizeClass>, loop: DataLoop | undefined): SizeClass => {
+    const kind = e.exprKind;
+    switch (kind.case) {
+      case "identExpr":
+        return vars.get(kind.value.name) ?? INVARIANT;
+      case "selectExpr":
+        return kind.value.operand ? walk(kind.value.operand, vars, loop) : SMALL;
+      case "listExpr":
+        return max(kind.value.elements.map((x) => walk(x, vars, loop)));
+      case "structExpr":
+        return max(
+          kind.value.entries.flatMap((entry) => [
+            ...(entry.keyKind.case === "mapKey" ? [walk(entry.keyKind.value, vars, loop)] : []),
+            ...(entry.value ? [walk(entry.value, vars, loop)] : []),
+          ]),
+        );
+      case "comprehensionExpr": {
+        const c = kind.value;
+        if (!c.iterRange || !c.accuInit || !c.loopStep || !c.result || !c.loopCondition) return SMALL;
+        const rangeClass = walk(c.iterRange, vars, loop);
+        const overData = !isLiteralCollection(c.iterRange);
+        const inner = new Map(vars);
+        // Inside a new loop over data, the elements of an enclosing one stay the same throughout.
+        if (overData) for (const [name, cls] of inner) if (cls === ELEMENT) inner.set(name, INVARIANT);
+        inner.set(c.iterVar, overData ? ELEMENT : rangeClass);
+        inner.set(c.accuVar, SMALL); // the macro's accumulator: only the macro's own code uses it
+        const innerLoop = overData ? { iterVar: c.iterVar, range: c.iterRange } : loop;
+        walk(c.accuInit, vars, loop);
+        walk(c.loopCondition, inner, innerLoop);
+        const step = walk(c.loopStep, inner, innerLoop);
+        walk(c.result, new Map(vars).set(c.accuVar, SMALL), loop);
+        // A loop over data inside another is the nesting limit's business (reported there);
+        // what it builds is as big as the nesting makes it, so count it as the outer element.
+        if (overData && loop) return ELEMENT;
+        // map() and filter() build a list of elements of the range or of what the step returned.
+        return max([rangeClass, overData && step === ELEMENT ? rangeClass : step]);
+      }
+      case "callExpr": {
+        const { function: fn, target, args } = kind.value;
+        const operands = target ? [target, ...args] : args;
+        const classes = operands.map((x) => walk(x, vars, loop));
+        if (loop) checkCall(e, fn, target !== undefined, operands, classes, vars, loop);
+        if (fn === "_?_:_") return max(classes.slice(1));
+        if (fn === "_[_]") {
+          // m[k] with m the range and k its key is that entry's value: the element, in effect.
+          const [container, key] = args;
+          if (loop && container && key && isKeyOfRange(container, key, loop, vars, typeOf)) return ELEMENT;
+          return classes[0] ?? SMALL;
+        }
+        return max(classes);
+      }
+      default:
+        return SMALL;
+    }
+  };
+
+  const checkCall = (
+    e: Expr,
+    fn: string,
+    hasTarget: boolean,
+    operands: Expr[],
+    classes: SizeClass[],
+    vars: ReadonlyMap<string, SizeClass>,
+    loop: DataLoop,
+  ) => {
+    const invariant = (i: number) => classes[i] === INVARIANT;
+    if (CONSTANT_TIME.has(fn) || !classes.includes(INVARIANT)) return;
+    const [first, second] = operands as [Expr, Expr | undefined];
+    const name = (x: Expr) => describePath(x) ?? "…";
+    let what: string | undefined;
+    let culprit = first;
+    let hint: string | undefined;
+    if (COMPARISONS.has(fn)) {
+      if (classes.every((c) => c === INVARIANT)) {
+        what = hasTarget ? `${name(first)}.${fn}()` : `comparing ${name(first)} with ${second ? name(second) : "…"}`;
+      }
+    } else if (RECEIVER_BOUND.has(fn) && hasTarget) {
+      if (invariant(0)) what = `${name(first)}.${fn}()`;
+    } else if (fn === "size") {
+      if (invariant(0) && !["list", "map", "object"].includes(typeOf(first).kind)) what = `size(${name(first)})`;
+    } else if (fn === "@in" || fn === "_[_]") {
+      // k in c and c[k]: c is operand 1 for "in", 0 for an index.
+      const [c, k, ci] = fn === "@in" ? [second, first, 1] : [first, second, 0];
+      if (c && k && invariant(ci) && !(fn === "_[_]" && isKeyOfRange(c, k, loop, vars, typeOf))) {
+        const kind = typeOf(c).kind;
+        const isMap = kind === "map" || kind === "object";
+        const stringKey = typeOf(k).kind === "string";
+        const lookup = `a lookup in ${name(c)} by a key that may be a number`;
+        culprit = c;
+        if (fn === "@in" && !(isMap && stringKey)) what = isMap ? lookup : `"in ${name(c)}"`;
+        else if (fn === "_[_]" && kind !== "list" && !stringKey) what = lookup;
+        hint =
+          what === lookup
+            ? `The library looks a number up by scanning every key: make the key a string, ${fn === "@in" ? `string(${name(k)}) in ${name(c)}` : `${name(c)}[string(${name(k)})]`}`
+            : `Searching a list reads all of it: test membership in a literal list or a map, or outside the comprehension`;
+      }
+    } else {
+      // Anything else costs as much as any operand that some overload takes as text or a collection.
+      const shaped = (ctx.overloads.get(fn) ?? []).filter(
+        (o) => (o.target !== undefined) === hasTarget && o.params.length === operands.length - (hasTarget ? 1 : 0),
+      );
+      const i = classes.findIndex(
+        (c, i) =>
+          c === INVARIANT &&
+          shaped.some((o) => {
+            const param = hasTarget ? (i === 0 ? o.target : o.params[i - 1]) : o.params[i];
+            return param !== undefined && !FIXED_SIZE.has(param.kind);
+          }),
+      );
+      const op = operands[i];
+      if (op) {
+        culprit = op;
+        const returned = op.exprKind.case === "listExpr" ? op.exprKind.value.elements[0] : undefined;
+        if (fn === "_+_" && returned && operands.some((x) => isAccumulator(x))) {
+          // map()'s own step, accumulator + [transform]: the transform is the value in question.
+          culprit = returned;
+          what = `map() returning ${name(returned)}`;
+        } else {
+          const operator = OPERATOR_NAMES[fn];
+          what = operator ? `operator ${operator} on ${name(op)}` : `${fn}() of ${name(op)}`;
+        }
+      }
+    }
+    if (what === undefined) return;
+    const x = loop.iterVar;
+    const range = describePath(loop.range);
+    const path = describePath(culprit);
+    const subject =
+      classes.every((c) => c === INVARIANT) && operands.length > 1 ? "neither side" : (path ?? "its operand");
+    hint ??= `Test ${path ?? "it"} outside the comprehension (... && ${range ?? "list"}.exists(${x}, ...)), or work on "${x}" instead`;
+    ctx.report(
+      e,
+      `${what} is evaluated for every element of ${range ?? "the list"}, and ${subject} ${subject === "neither side" ? "depends" : "does not depend"} on "${x}": that costs the number of elements times its size (cost limit). ${hint}`,
+    );
+  };
+
+  walk(root, new Map(), undefined);
+}
+
+/**
+ * Whether c[k] reads an entry of the map being iterated by its own key, m.exists(k, m[k] ...):
+ * keys are distinct, so over the loop that reads each value once. Only if the range is known to
+ * be a map, or the key is string(k): were the range a list, l[k] could read one big element for
+ * every k, and a string index into a list is an error.
+ */
+function isKeyOfRange(
+  c: Expr,
+  k: Expr,
+  loop: DataLoop,
+  vars: ReadonlyMap<string, SizeClass>,
+  typeOf: (e: Expr) => Type,
+): boolean {
+  const path = qualifiedName(c);
+  if (path === undefined || path !== qualifiedName(loop.range) || vars.has(path.split(".")[0] as string)) return false;
+  const isIterVar = (x: Expr | undefined) => x?.exprKind.case === "identExpr" && x.exprKind.value.name === loop.iterVar;
+  if (isIterVar(k)) return ["map", "object"].includes(typeOf(loop.range).kind);
+  const call = k.exprKind.case === "callExpr" ? k.exprKind.value : undefined;
+  return call?.function === "string" && !call.target && call.args.length === 1 && isIterVar(call.args[0]);
+}
+
+function isAccumulator(e: Expr): boolean {
+  return e.exprKind.case === "identExpr" && e.exprKind.value.name.startsWith("@");
 }
 
 function constantType(c: Constant): Type {
@@ -349,6 +586,12 @@ function qualifiedName(e: Expr): string | undefined {
 
 function isLiteralCollection(e: Expr): boolean {
   return e.exprKind.case === "listExpr" || (e.exprKind.case === "structExpr" && e.exprKind.value.messageName === "");
+}
+
+/** "request.arguments.s" for a chain of field selections on an identifier. */
+function describePath(e: Expr): string | undefined {
+  const d = describeOperand(e);
+  return d === "this value" ? undefined : d;
 }
 
 function describeOperand(e: Expr): string {
