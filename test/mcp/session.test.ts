@@ -100,7 +100,7 @@ describe("a session relaying what the server asks of the client", () => {
     const set = policySet(
       "kind: ToolPolicy\nmetadata: {name: p}\nspec: {agent: a, mcpServer: srv, defaultAction: allow}\n",
     );
-    const governor = new Governor({ policy: { current: () => set }, audit, limiter: new RateLimiter() });
+    const governor = new Governor({ policy: fixedPolicy(set), audit, limiter: new RateLimiter() });
     const toClient: JsonRpcMessage[] = [];
     const session = new GovernedSession({
       id: "s2",
