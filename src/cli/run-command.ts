@@ -2,16 +2,19 @@
 // can come from flags or environment variables (WARDEN_*), because desktop
 // clients start servers with a fixed command line and an unpredictable
 // working directory.
+import { constants as osConstants } from "node:os";
 import { parseArgs } from "node:util";
 import { startApprovals } from "../approvals/config.js";
 import type { ApprovalService } from "../approvals/service.js";
 import { DataDirError } from "../audit/data-dir.js";
-import { AuditStoreError, openAuditLog } from "../audit/log.js";
+import { type AuditLogOptions, AuditStoreError, openAuditLog } from "../audit/log.js";
+import { isValidKeyName } from "../audit/note.js";
+import { ARGUMENTS_MODES, type ArgumentsPolicy, checkArgumentsPolicy, parsePointer } from "../audit/record.js";
 import { KeyError } from "../keys/keys.js";
 import type { Identity } from "../mcp/identity.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../mcp/jsonrpc.js";
 import type { WatchablePolicySource } from "../mcp/policy-source.js";
-import { runStdioGateway } from "../mcp/stdio-gateway.js";
+import { runStdioGateway, SHUTDOWN_GRACE_MS } from "../mcp/stdio-gateway.js";
 import { formatDiagnostic, PolicyLoadError } from "../policy/diagnostics.js";
 import { parseDuration } from "../policy/duration.js";
 import { openPolicySource } from "../supply/bundle-source.js";
@@ -39,9 +42,24 @@ Options (each also from an environment variable):
   --key PRIVKEY          Ed25519 key that signs checkpoints           WARDEN_KEY
                          (default: the log's own key in DIR/keys/)
   --default-decision deny|allow   when no policy applies (default deny)
-  --audit-arguments digest|full   store tool arguments in the log, or only their digest (default digest)
   --max-message-bytes N  largest message accepted (default 4194304)
   --no-watch             do not reload policy files when they change (nor poll for bundles)
+
+The audit log (as audit: in warden.yaml):
+  --audit-arguments digest|full|mask
+                         store the arguments' digest only (default),  WARDEN_AUDIT_ARGUMENTS
+                         the arguments, or the arguments with the
+                         values at --audit-mask replaced
+  --audit-mask POINTER   a value to mask: a JSON Pointer (RFC 6901,   WARDEN_AUDIT_MASK
+                         * matches every member), repeatable;         (separated by ,)
+                         required with mask, e.g. /token
+  --audit-origin NAME    the log's name in its checkpoints, fixed     WARDEN_AUDIT_ORIGIN
+                         when it is created (default warden/<host>)
+  --checkpoint-every-records N
+                         sign a checkpoint after N records (1000)     WARDEN_CHECKPOINT_EVERY_RECORDS
+  --checkpoint-every-seconds S
+                         or S seconds, whichever comes first (10;     WARDEN_CHECKPOINT_EVERY_SECONDS
+                         0: by records only)
 
 Signed policy bundles (--policy oci://HOST/REPO:TAG or oci://HOST/REPO@sha256:HEX):
   --trust-key PUB        public key the bundle's signature must verify with,
@@ -65,6 +83,11 @@ Approvals (calls a policy sends for approval wait here for a human; see docs/app
   --no-approvals         no approval channel: require_approval is a deny that says so
 
 Stderr of COMMAND passes through. When COMMAND exits, Warden exits with its code.
+When stdin ends, or on SIGTERM, SIGINT or SIGHUP, Warden reads no more requests,
+finishes those in flight (after a signal, within ${SHUTDOWN_GRACE_MS / 1000} s; calls held for approval end at
+once), records the stop, stops COMMAND and closes the log with a final signed
+checkpoint, then exits 0. A second signal exits at once (128 + the signal's number);
+the records already written stay durable and verifiable.
 `;
 
 export async function runCommand(args: string[], io: CliIO, version: string): Promise<number> {
@@ -88,6 +111,10 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
         key: { type: "string" },
         "default-decision": { type: "string" },
         "audit-arguments": { type: "string" },
+        "audit-mask": { type: "string", multiple: true },
+        "audit-origin": { type: "string" },
+        "checkpoint-every-records": { type: "string" },
+        "checkpoint-every-seconds": { type: "string" },
         "max-message-bytes": { type: "string" },
         "no-watch": { type: "boolean" },
         "trust-key": { type: "string", multiple: true },
@@ -130,9 +157,7 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
   const defaultDecision = (values["default-decision"] as string | undefined) ?? "deny";
   if (defaultDecision !== "deny" && defaultDecision !== "allow")
     throw new UsageError("--default-decision must be deny or allow");
-  const auditArguments = (values["audit-arguments"] as string | undefined) ?? "digest";
-  if (auditArguments !== "digest" && auditArguments !== "full")
-    throw new UsageError("--audit-arguments must be digest or full");
+  const auditSettings = parseAuditSettings(values, env);
   const maxMessageBytes = Number(values["max-message-bytes"] ?? DEFAULT_MAX_MESSAGE_BYTES);
   if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < 1024) {
     throw new UsageError("--max-message-bytes must be a whole number of at least 1024");
@@ -203,7 +228,7 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
     audit = await openAuditLog({
       dataDir: (values["data-dir"] as string | undefined) ?? env.WARDEN_DATA_DIR,
       signingKey: (values.key as string | undefined) ?? env.WARDEN_KEY,
-      arguments: { mode: auditArguments },
+      ...auditSettings,
       // One client, calls mostly one at a time: committing on this thread saves the hand-off
       // to a writer thread, and there is little to overlap a commit with.
       writerThread: false,
@@ -212,6 +237,9 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
   } catch (err) {
     if (err instanceof DataDirError || err instanceof AuditStoreError || err instanceof KeyError) {
       log(`cannot open the audit log: ${err.message}`);
+      if (auditSettings.origin !== undefined && /has origin/.test(err.message)) {
+        log("the origin is fixed when a log is created: drop --audit-origin, or use a new --data-dir");
+      }
       if ((err as AuditStoreError).code === "ELOCKED") {
         log("each warden run keeps its own log: give every wrapped server its own --data-dir (warden wrap does this)");
       }
@@ -246,7 +274,7 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
               }
             : {}),
         },
-        { dataDir: audit.dataDir, audit, arguments: { mode: auditArguments }, log },
+        { dataDir: audit.dataDir, audit, arguments: auditSettings.arguments, log },
       );
     } catch (err) {
       log(`cannot start approvals: ${(err as Error).message}`);
@@ -255,6 +283,28 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
     }
   }
   const [cmd, ...cmdArgs] = command as [string, ...string[]];
+  // Clients (and terminals, and service managers) stop a stdio server with a signal: the first
+  // one stops Warden as the end of its input does, so that the log gets its stop record and a
+  // final checkpoint; a second one, while it is stopping, exits at once.
+  const shutdown = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!shutdown.signal.aborted) {
+      log(
+        `${signal}: stopping (requests in flight get ${SHUTDOWN_GRACE_MS / 1000} s, then a final checkpoint); send it again to exit at once`,
+      );
+      shutdown.abort(signal);
+      return;
+    }
+    log(
+      `${signal} again: exiting now, without the stop record and final checkpoint; the records already written are durable and verify, and the next start recovers the log`,
+    );
+    process.exit(128 + (osConstants.signals[signal] ?? 0));
+  };
+  for (const s of SHUTDOWN_SIGNALS) process.on(s, onSignal);
+  // Once the terminal or the client is gone, a note on stderr can fail (EPIPE, EIO): that must not
+  // end the shutdown before the log is closed.
+  const ignoreStderrErrors = () => {};
+  process.stderr.on("error", ignoreStderrErrors);
   const code = await runStdioGateway({
     server,
     child: { command: cmd, args: cmdArgs },
@@ -269,8 +319,94 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
     version,
     // A bundle source always "watches": that is how what happened while opening reaches the audit log.
     watchPolicy: oci || !values["no-watch"],
+    shutdown: shutdown.signal,
+  }).finally(() => {
+    for (const s of SHUTDOWN_SIGNALS) process.off(s, onSignal);
+    process.stderr.off("error", ignoreStderrErrors);
   });
   return code;
+}
+
+/** The signals that stop `warden run` cleanly (SIGHUP: the terminal went away). */
+const SHUTDOWN_SIGNALS: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
+
+/** The audit log's settings from flags and WARDEN_* variables, as warden.yaml's audit: section has them. */
+export function parseAuditSettings(
+  values: Record<string, string | string[] | boolean | undefined>,
+  env: NodeJS.ProcessEnv,
+): Pick<AuditLogOptions, "origin" | "checkpointEvery"> & { arguments: ArgumentsPolicy } {
+  const mode = (values["audit-arguments"] as string | undefined) ?? env.WARDEN_AUDIT_ARGUMENTS ?? "digest";
+  if (!(ARGUMENTS_MODES as readonly string[]).includes(mode))
+    throw new UsageError(`--audit-arguments must be ${ARGUMENTS_MODES.join(", ")}, not "${mode}"`);
+  const mask =
+    (values["audit-mask"] as string[] | undefined) ??
+    env.WARDEN_AUDIT_MASK?.split(",")
+      .map((p) => p.trim())
+      .filter(Boolean) ??
+    [];
+  if (mode === "mask" && mask.length === 0)
+    throw new UsageError(
+      "--audit-arguments mask needs the values to mask: --audit-mask POINTER (repeatable), a JSON Pointer such as /token or /headers/authorization",
+    );
+  if (mode !== "mask" && mask.length > 0)
+    throw new UsageError(
+      `--audit-mask applies to --audit-arguments mask, not ${mode}: add --audit-arguments mask (or drop --audit-mask)`,
+    );
+  for (const p of mask) {
+    const problem = pointerProblem(p);
+    if (problem) throw new UsageError(`--audit-mask "${p}" is not a JSON Pointer: ${problem}`);
+  }
+  const argumentsPolicy: ArgumentsPolicy = mode === "mask" ? { mode, mask } : { mode: mode as ArgumentsPolicy["mode"] };
+  checkArgumentsPolicy(argumentsPolicy);
+
+  const origin = (values["audit-origin"] as string | undefined) ?? env.WARDEN_AUDIT_ORIGIN;
+  if (origin !== undefined && (!isValidKeyName(origin) || origin.length > 255))
+    throw new UsageError(
+      `--audit-origin "${origin}" cannot name a log: use up to 255 characters without spaces or +, such as example.com/warden/files`,
+    );
+  const records = wholeNumber(
+    "--checkpoint-every-records",
+    (values["checkpoint-every-records"] as string | undefined) ?? env.WARDEN_CHECKPOINT_EVERY_RECORDS,
+    1,
+    1_000_000_000,
+  );
+  const seconds = wholeNumber(
+    "--checkpoint-every-seconds",
+    (values["checkpoint-every-seconds"] as string | undefined) ?? env.WARDEN_CHECKPOINT_EVERY_SECONDS,
+    0,
+    86_400,
+  );
+  const checkpointEvery =
+    records === undefined && seconds === undefined
+      ? undefined
+      : { ...(records !== undefined ? { records } : {}), ...(seconds !== undefined ? { seconds } : {}) };
+  return {
+    arguments: argumentsPolicy,
+    ...(origin !== undefined ? { origin } : {}),
+    ...(checkpointEvery ? { checkpointEvery } : {}),
+  };
+}
+
+/** Why a mask pointer is not a usable RFC 6901 JSON Pointer, or undefined. */
+function pointerProblem(pointer: string): string | undefined {
+  if (pointer === "")
+    return 'the pointer "" is the whole arguments: to store none of them, use --audit-arguments digest';
+  if (!pointer.startsWith("/")) return `it must start with /, as in /${pointer}`;
+  if (/~(?![01])/.test(pointer)) return "~ must be written ~0 and / inside a name ~1";
+  try {
+    parsePointer(pointer);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return undefined;
+}
+
+function wholeNumber(name: string, text: string | undefined, min: number, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min || n > max)
+    throw new UsageError(`${name} must be a whole number from ${min} to ${max}, not "${text}"`);
+  return n;
 }
 
 /** "alice,bob,group:sre" → users and groups. */

@@ -487,6 +487,33 @@ describe("client-config transform details", () => {
     ]);
   });
 
+  it("re-wrapping keeps the audit log flags added by hand (warden wrap does not manage them)", () => {
+    const audit = [
+      "--audit-arguments",
+      "mask",
+      "--audit-mask",
+      "/token",
+      "--audit-mask=/headers/authorization",
+      "--audit-origin",
+      "example.com/warden/s",
+      "--checkpoint-every-records",
+      "100",
+      "--checkpoint-every-seconds",
+      "0",
+    ];
+    const config = readClientConfig(
+      JSON.stringify({
+        mcpServers: { s: { command: "warden", args: ["run", "--policy", "old", ...audit, "--", "npx", "x"] } },
+      }),
+      "f",
+    );
+    const r = wrapClientConfig(config, options);
+    assert.equal(r.servers[0]?.action, "re-wrapped");
+    const args = (JSON.parse(r.text) as { mcpServers: { s: Entry } }).mcpServers.s.args ?? [];
+    assert.deepEqual(parseWrappedServer("/n/node", args)?.extra, audit);
+    assert.deepEqual(args.slice(-audit.length - 3), [...audit, "--", "npx", "x"]);
+  });
+
   it("skips entries it cannot wrap, saying why", () => {
     const config = readClientConfig(
       '{"mcpServers": {"a": 1, "b": {"args": []}, "c": {"command": "x", "args": "y"}, "d": {"type": "sdk", "command": "x"}, "e": {"serverUrl": "https://x"}}}',

@@ -4,8 +4,9 @@
 // through `warden audit` afterwards: it verifies, and the decision records name
 // the policy version that decided (the version the PolicySet reports).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -23,6 +24,7 @@ import {
   auditRecords,
   CLI,
   checkAuditLog,
+  cli,
   decisionsFor,
   policyEval,
   policyVersions,
@@ -799,11 +801,354 @@ spec:
   });
 });
 
+/** A JSON-RPC message as Warden writes it to stdout. */
+interface RawMessage {
+  id?: number | string | null;
+  method?: string;
+  result?: { content?: { type: string; text?: string }[]; isError?: boolean };
+  error?: { code: number; message: string };
+}
+
+/** `warden run ... -- server-everything stdio` as a process, spoken to line by line (no SDK client). */
+function rawRun(dataDir: string, policy: string, flags: string[] = [], env: Record<string, string> = {}) {
+  const child: ChildProcessWithoutNullStreams = spawn(
+    process.execPath,
+    [
+      CLI,
+      "run",
+      "--policy",
+      policy,
+      "--agent",
+      AGENT,
+      "--server",
+      "everything",
+      "--data-dir",
+      dataDir,
+      ...flags,
+      "--",
+      process.execPath,
+      SERVERS.everything,
+      "stdio",
+    ],
+    { env: childEnv(env), stdio: ["pipe", "pipe", "pipe"] },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => {
+    stdout += d;
+  });
+  child.stderr.setEncoding("utf8").on("data", (d: string) => {
+    stderr += d;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal })),
+  );
+  const messages = () =>
+    stdout
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .map((l) => JSON.parse(l) as RawMessage);
+  const answer = (id: number) => messages().find((m) => m.id === id && m.method === undefined);
+  const send = (m: Record<string, unknown>) => child.stdin.write(`${JSON.stringify({ jsonrpc: "2.0", ...m })}\n`);
+  return {
+    child,
+    exited,
+    answer,
+    send,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    /** initialize, its answer, initialized. */
+    async initialize() {
+      send({
+        id: 0,
+        method: "initialize",
+        params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1.0.0" } },
+      });
+      await waitFor("the answer to initialize", () => answer(0));
+      send({ method: "notifications/initialized" });
+    },
+    /** tools/call; resolves with its answer. */
+    call(id: number, name: string, args: Record<string, unknown>) {
+      send({ id, method: "tools/call", params: { name, arguments: args } });
+      return waitFor(`the answer to call #${id}`, () => answer(id), 20_000);
+    },
+  };
+}
+
+const EVERYTHING_POLICY = `kind: ToolPolicy
+metadata:
+  name: e2e-signals
+spec:
+  agent: ${AGENT}
+  mcpServer: everything
+  rules:
+    - tools: ["*"]
+      action: allow
+`;
+
+/** `warden audit verify` against the log's public key, pinned: every record must be covered by a signed checkpoint. */
+async function verifyPinned(dataDir: string) {
+  return cli(["audit", "verify", "--data-dir", dataDir, "--key", join(dataDir, "keys", "log.pub")]);
+}
+
+describe("warden run: stopped by a signal, as clients and terminals stop it", { timeout: 120_000 }, () => {
+  function setup(name: string) {
+    const root = dir(name);
+    const policy = join(root, "everything.yaml");
+    writeFileSync(policy, EVERYTHING_POLICY);
+    return { dataDir: join(root, "data"), policy };
+  }
+
+  /** The next start of the same log, ended by closing stdin: it must find the log closed. */
+  async function nextStart(dataDir: string, policy: string) {
+    const next = rawRun(dataDir, policy);
+    await next.initialize();
+    next.child.stdin.end();
+    const { code } = await next.exited;
+    assert.equal(code, 0, next.stderr());
+    return next.stderr();
+  }
+
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+    it(`${signal}: a stop record naming it, a final checkpoint, exit 0, and the next start finds the log closed`, async () => {
+      const { dataDir, policy } = setup(`stdio-${signal}`);
+      const w = rawRun(dataDir, policy);
+      try {
+        await w.initialize();
+        const echo = await w.call(1, "echo", { message: "before the signal" });
+        assert.equal(textOf(echo.result), "Echo: before the signal");
+        const sent = Date.now();
+        w.child.kill(signal);
+        const { code, signal: killedBy } = await w.exited;
+        assert.equal(killedBy, null, `Warden was killed by ${killedBy}:\n${w.stderr()}`);
+        assert.equal(code, 0, w.stderr());
+        assert.ok(Date.now() - sent < 10_000, `stopping took ${Date.now() - sent} ms`);
+        assert.match(w.stderr(), new RegExp(`${signal}: stopping`));
+
+        // Pinned key: fails on any record no signed checkpoint covers, so this proves the final checkpoint.
+        const verified = await verifyPinned(dataDir);
+        assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+        const log = await auditRecords(dataDir);
+        const last = log.at(-1);
+        assert.equal(last?.type, "lifecycle");
+        assert.equal(last?.detail?.event, "stop");
+        assert.equal(last?.detail?.signal, signal);
+        assert.equal(last?.reason, `warden run stopped on ${signal}`);
+        const outcome = log.find((r) => r.type === "outcome" && r.tool === "echo");
+        assert.equal(outcome?.detail?.status, "success");
+        const checkpoint = await cli(["audit", "checkpoint", "--data-dir", dataDir]);
+        assert.equal(checkpoint.code, 0, checkpoint.stderr);
+        assert.equal(checkpoint.stdout.split("\n")[1], String(log.length), "the latest checkpoint signs every record");
+
+        const stderr = await nextStart(dataDir, policy);
+        assert.doesNotMatch(stderr, /stopped without closing the log/);
+        const after = await auditRecords(dataDir);
+        assert.equal(after.filter((r) => r.detail?.event === "recovered").length, 0);
+      } finally {
+        w.child.kill("SIGKILL");
+      }
+    });
+  }
+
+  it("a call still running gets the grace period, then an error; its outcome (cancelled) comes before the stop", async () => {
+    const { dataDir, policy } = setup("stdio-signal-grace");
+    const w = rawRun(dataDir, policy);
+    try {
+      await w.initialize();
+      await w.call(1, "echo", { message: "warm-up" });
+      w.send({
+        id: 2,
+        method: "tools/call",
+        params: { name: "trigger-long-running-operation", arguments: { duration: 60, steps: 60 } },
+      });
+      await waitFor("the long call's decision", async () =>
+        (await auditRecords(dataDir)).find((r) => r.type === "decision" && r.tool === "trigger-long-running-operation"),
+      );
+      const sent = Date.now();
+      w.child.kill("SIGTERM");
+      const { code } = await w.exited;
+      const took = Date.now() - sent;
+      assert.equal(code, 0, w.stderr());
+      assert.ok(took >= 4500 && took < 15_000, `stopped after ${took} ms (grace: 5 s)`);
+      const answer = w.answer(2);
+      assert.match(
+        String(answer?.error?.message),
+        /Warden is stopping \(SIGTERM\): the request did not finish within 5000 ms/,
+      );
+      const verified = await verifyPinned(dataDir);
+      assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+      const log = await auditRecords(dataDir);
+      const outcome = log.find((r) => r.type === "outcome" && r.tool === "trigger-long-running-operation");
+      assert.equal(outcome?.detail?.status, "cancelled");
+      const stop = log.at(-1);
+      assert.equal(stop?.detail?.event, "stop");
+      assert.equal(stop?.detail?.signal, "SIGTERM");
+      assert.equal(stop?.detail?.cancelled, 1);
+      assert.ok((outcome?.seq ?? Number.POSITIVE_INFINITY) < (stop?.seq ?? -1));
+    } finally {
+      w.child.kill("SIGKILL");
+    }
+  });
+
+  it("a second signal exits at once (128 + its number); what was written stays verifiable and the next start recovers", async () => {
+    const { dataDir, policy } = setup("stdio-signal-twice");
+    const w = rawRun(dataDir, policy);
+    try {
+      await w.initialize();
+      await w.call(1, "echo", { message: "durable" });
+      const start = (await auditRecords(dataDir)).find((r) => r.detail?.event === "start");
+      const serverPid = start?.detail?.pid as number;
+      w.send({
+        id: 2,
+        method: "tools/call",
+        params: { name: "trigger-long-running-operation", arguments: { duration: 60, steps: 60 } },
+      });
+      await waitFor("the long call's decision", async () =>
+        (await auditRecords(dataDir)).find((r) => r.type === "decision" && r.tool === "trigger-long-running-operation"),
+      );
+      const sent = Date.now();
+      w.child.kill("SIGTERM");
+      await waitFor("the first signal's note", () => (/SIGTERM: stopping/.test(w.stderr()) ? true : undefined));
+      w.child.kill("SIGINT");
+      const { code } = await w.exited;
+      assert.equal(code, 130, w.stderr());
+      assert.ok(Date.now() - sent < 4000, `exited after ${Date.now() - sent} ms, not at once`);
+      assert.match(w.stderr(), /SIGINT again: exiting now/);
+      await waitFor("the server to be stopped too", () => (running(serverPid) ? undefined : true), 5000);
+      // Everything written is durable and verifies (without a pinned key the unsigned tail is a warning) ...
+      await verifyAudit(dataDir);
+      const log = await auditRecords(dataDir);
+      assert.ok(log.some((r) => r.type === "decision" && r.tool === "trigger-long-running-operation"));
+      assert.equal(log.filter((r) => r.detail?.event === "stop").length, 0);
+      // ... and the next start says the log was not closed, recovers it and signs it.
+      const stderr = await nextStart(dataDir, policy);
+      assert.match(stderr, /stopped without closing the log/);
+      const verified = await verifyPinned(dataDir);
+      assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    } finally {
+      w.child.kill("SIGKILL");
+    }
+  });
+});
+
+describe("warden run: audit log settings", { timeout: 60_000 }, () => {
+  it("--audit-arguments mask stores the value at --audit-mask masked; the digest is of the full arguments", async () => {
+    const root = dir("stdio-mask");
+    const dataDir = join(root, "data");
+    const policy = join(root, "everything.yaml");
+    writeFileSync(policy, EVERYTHING_POLICY);
+    const secret = "s3cret-e2e-value";
+    const w = rawRun(dataDir, policy, ["--audit-arguments", "mask", "--audit-mask", "/message"]);
+    try {
+      await w.initialize();
+      const echo = await w.call(1, "echo", { message: secret });
+      assert.equal(textOf(echo.result), `Echo: ${secret}`, "the server got the real value");
+      w.child.stdin.end();
+      assert.equal((await w.exited).code, 0, w.stderr());
+    } finally {
+      w.child.kill("SIGKILL");
+    }
+    const [decision] = decisionsFor(await auditRecords(dataDir), "everything", "echo");
+    assert.deepEqual(decision?.arguments, { message: "[redacted]" });
+    const digest = `sha256:${createHash("sha256")
+      .update(JSON.stringify({ message: secret }))
+      .digest("hex")}`;
+    assert.equal(decision?.argumentsDigest, digest);
+    for (const f of readdirSync(dataDir, { recursive: true, withFileTypes: true })) {
+      if (!f.isFile()) continue;
+      const path = join(f.parentPath, f.name);
+      assert.ok(!readFileSync(path).includes(secret), `${path} holds the masked value`);
+    }
+    const verified = await verifyPinned(dataDir);
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+  });
+
+  it("WARDEN_AUDIT_ORIGIN names the log in its checkpoints, WARDEN_CHECKPOINT_EVERY_* set their interval", async () => {
+    const root = dir("stdio-origin");
+    const dataDir = join(root, "data");
+    const policy = join(root, "everything.yaml");
+    writeFileSync(policy, EVERYTHING_POLICY);
+    const origin = "example.com/warden/everything";
+    const w = rawRun(dataDir, policy, [], {
+      WARDEN_AUDIT_ORIGIN: origin,
+      WARDEN_CHECKPOINT_EVERY_RECORDS: "1",
+      WARDEN_CHECKPOINT_EVERY_SECONDS: "0",
+    });
+    try {
+      await w.initialize();
+      await w.call(1, "echo", { message: "one" });
+      await w.call(2, "echo", { message: "two" });
+      w.child.stdin.end();
+      assert.equal((await w.exited).code, 0, w.stderr());
+    } finally {
+      w.child.kill("SIGKILL");
+    }
+    const checkpoint = await cli(["audit", "checkpoint", "--data-dir", dataDir]);
+    assert.equal(checkpoint.code, 0, checkpoint.stderr);
+    assert.equal(checkpoint.stdout.split("\n")[0], origin);
+    assert.match(checkpoint.stdout, new RegExp(`\n— ${origin} `), "signed under the origin's name");
+    const verify = await cli([
+      "audit",
+      "verify",
+      "--data-dir",
+      dataDir,
+      "--key",
+      join(dataDir, "keys", "log.pub"),
+      "--format",
+      "json",
+    ]);
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+    const result = JSON.parse(verify.stdout) as { records: number; checkpoints: number };
+    // Every commit signed (the default, 1000 records or 10 s, signs only at close in a run this short).
+    assert.ok(result.checkpoints >= 4, `${result.checkpoints} checkpoints for ${result.records} records`);
+
+    // The origin is fixed when the log is created.
+    const again = await runProcess(
+      process.execPath,
+      [
+        CLI,
+        "run",
+        "--policy",
+        policy,
+        "--agent",
+        AGENT,
+        "--server",
+        "everything",
+        "--data-dir",
+        dataDir,
+        "--audit-origin",
+        "other.example/log",
+        "--",
+        process.execPath,
+        SERVERS.everything,
+        "stdio",
+      ],
+      { env: childEnv(), timeoutMs: 30_000 },
+    );
+    assert.equal(again.code, 2, again.stderr);
+    assert.match(
+      again.stderr,
+      /has origin "example\.com\/warden\/everything"; it cannot be reopened as "other\.example\/log"/,
+    );
+    assert.match(again.stderr, /drop --audit-origin, or use a new --data-dir/);
+  });
+});
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch {
     return false;
+  }
+}
+
+/** alive(), but a zombie (exited, not yet reaped: its parent is gone) counts as stopped. */
+function running(pid: number): boolean {
+  if (!alive(pid)) return false;
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return true; // no /proc: alive() is all there is
   }
 }
