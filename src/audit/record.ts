@@ -138,6 +138,14 @@ export function parsePointer(pointer: string): string[] {
     .map((s) => s.replaceAll("~1", "/").replaceAll("~0", "~"));
 }
 
+/** Why a mask pointer is not a usable RFC 6901 JSON Pointer (for configuration errors), or undefined. */
+export function maskPointerProblem(pointer: string): string | undefined {
+  if (pointer === "") return 'the pointer "" is the whole arguments: to store none of them, use the digest mode';
+  if (!pointer.startsWith("/")) return `it must start with /, as in /${pointer}`;
+  if (/~(?![01])/.test(pointer)) return "~ must be written ~0 and / inside a name ~1";
+  return undefined;
+}
+
 export function checkArgumentsPolicy(policy: ArgumentsPolicy): ArgumentsPolicy {
   if (!ARGUMENTS_MODES.includes(policy.mode)) {
     throw new AuditEventError(`arguments mode must be one of ${ARGUMENTS_MODES.join(", ")}, not "${policy.mode}"`);

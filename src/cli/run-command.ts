@@ -2,6 +2,7 @@
 // can come from flags or environment variables (WARDEN_*), because desktop
 // clients start servers with a fixed command line and an unpredictable
 // working directory.
+
 import { constants as osConstants } from "node:os";
 import { parseArgs } from "node:util";
 import { startApprovals } from "../approvals/config.js";
@@ -9,7 +10,7 @@ import type { ApprovalService } from "../approvals/service.js";
 import { DataDirError } from "../audit/data-dir.js";
 import { type AuditLogOptions, AuditStoreError, openAuditLog } from "../audit/log.js";
 import { isValidKeyName } from "../audit/note.js";
-import { ARGUMENTS_MODES, type ArgumentsPolicy, checkArgumentsPolicy, parsePointer } from "../audit/record.js";
+import { ARGUMENTS_MODES, type ArgumentsPolicy, checkArgumentsPolicy, maskPointerProblem } from "../audit/record.js";
 import { KeyError } from "../keys/keys.js";
 import type { Identity } from "../mcp/identity.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../mcp/jsonrpc.js";
@@ -23,6 +24,7 @@ import { SupplyError } from "../supply/errors.js";
 import { isOciReference } from "../supply/reference.js";
 import { trustKeysFromEnv } from "../supply/trust.js";
 import { type CliIO, EXIT, UsageError } from "./io.js";
+import { RUN_OPTIONS } from "./run-options.js";
 
 export const RUN_HELP = `Usage: warden run --policy PATH|oci://REF --agent NAME --server NAME [options] -- COMMAND [ARGS...]
 
@@ -100,36 +102,7 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
       args: own,
       allowPositionals: false,
       strict: true,
-      options: {
-        policy: { type: "string", multiple: true },
-        agent: { type: "string" },
-        server: { type: "string" },
-        user: { type: "string" },
-        groups: { type: "string" },
-        labels: { type: "string" },
-        "data-dir": { type: "string" },
-        key: { type: "string" },
-        "default-decision": { type: "string" },
-        "audit-arguments": { type: "string" },
-        "audit-mask": { type: "string", multiple: true },
-        "audit-origin": { type: "string" },
-        "checkpoint-every-records": { type: "string" },
-        "checkpoint-every-seconds": { type: "string" },
-        "max-message-bytes": { type: "string" },
-        "no-watch": { type: "boolean" },
-        "trust-key": { type: "string", multiple: true },
-        "poll-interval": { type: "string" },
-        "allow-rollback": { type: "boolean" },
-        "insecure-registry": { type: "boolean" },
-        authfile: { type: "string" },
-        "approvals-store": { type: "string" },
-        "approvals-public-url": { type: "string" },
-        "approvals-webhook": { type: "string" },
-        "approvals-webhook-format": { type: "string" },
-        approvers: { type: "string" },
-        "no-approvals": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: RUN_OPTIONS,
     }).values;
   } catch (err) {
     throw new UsageError(`${(err as Error).message}\n${RUN_HELP}`);
@@ -353,7 +326,7 @@ export function parseAuditSettings(
       `--audit-mask applies to --audit-arguments mask, not ${mode}: add --audit-arguments mask (or drop --audit-mask)`,
     );
   for (const p of mask) {
-    const problem = pointerProblem(p);
+    const problem = maskPointerProblem(p);
     if (problem) throw new UsageError(`--audit-mask "${p}" is not a JSON Pointer: ${problem}`);
   }
   const argumentsPolicy: ArgumentsPolicy = mode === "mask" ? { mode, mask } : { mode: mode as ArgumentsPolicy["mode"] };
@@ -385,20 +358,6 @@ export function parseAuditSettings(
     ...(origin !== undefined ? { origin } : {}),
     ...(checkpointEvery ? { checkpointEvery } : {}),
   };
-}
-
-/** Why a mask pointer is not a usable RFC 6901 JSON Pointer, or undefined. */
-function pointerProblem(pointer: string): string | undefined {
-  if (pointer === "")
-    return 'the pointer "" is the whole arguments: to store none of them, use --audit-arguments digest';
-  if (!pointer.startsWith("/")) return `it must start with /, as in /${pointer}`;
-  if (/~(?![01])/.test(pointer)) return "~ must be written ~0 and / inside a name ~1";
-  try {
-    parsePointer(pointer);
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return undefined;
 }
 
 function wholeNumber(name: string, text: string | undefined, min: number, max: number): number | undefined {

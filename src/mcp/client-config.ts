@@ -8,6 +8,7 @@
 // commas that VS Code's mcp.json (JSONC) allows.
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { RUN_SWITCHES } from "../cli/run-options.js";
 
 export class ClientConfigError extends Error {
   override name = "ClientConfigError";
@@ -276,8 +277,6 @@ export interface WrappedServer {
   extra: string[];
 }
 
-const RUN_BOOLEAN_OPTIONS = new Set(["--no-watch", "--help", "-h"]);
-
 /** `.../dist/src/cli/main.js`: warden's entry point, wherever it is installed. */
 export function isWardenMain(path: string): boolean {
   return /(?:^|[\\/])dist[\\/]src[\\/]cli[\\/]main\.js$/.test(path);
@@ -308,7 +307,7 @@ export function parseWrappedServer(command: string, args: readonly string[]): Wr
     const token = own[i] as string;
     const eq = token.startsWith("--") ? token.indexOf("=") : -1;
     const name = eq > 0 ? token.slice(0, eq) : token;
-    const takesValue = token.startsWith("-") && !RUN_BOOLEAN_OPTIONS.has(name);
+    const takesValue = token.startsWith("-") && !RUN_SWITCHES.has(name);
     let value: string | undefined;
     if (eq > 0) value = token.slice(eq + 1);
     else if (takesValue && i + 1 < own.length) value = own[++i];

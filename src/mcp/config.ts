@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { isMap } from "yaml";
 import { APPROVALS_SCHEMA, type ApprovalsConfig, readApprovalsConfig } from "../approvals/config.js";
-import { ARGUMENTS_MODES } from "../audit/record.js";
+import { ARGUMENTS_MODES, maskPointerProblem } from "../audit/record.js";
 import { type Diagnostic, PolicyLoadError } from "../policy/diagnostics.js";
 import { durationCheck, parseDuration } from "../policy/duration.js";
 import {
@@ -263,6 +263,10 @@ export function loadServeConfig(path: string): ServeConfig {
   if (audit.arguments === "mask" && !audit.mask?.length) {
     parsed.sink.error(at("/audit/arguments"), "arguments: mask needs a list of JSON Pointers in audit.mask");
   }
+  (audit.mask ?? []).forEach((pointer, i) => {
+    const problem = maskPointerProblem(pointer);
+    if (problem) parsed.sink.error(at(`/audit/mask/${i}`), `audit.mask "${pointer}" is not a JSON Pointer: ${problem}`);
+  });
   if (audit.signingKey) audit.signingKey = abs(audit.signingKey);
   const auth = (c.auth ?? {}) as ServeConfig["auth"];
   if (auth.jwt) auth.jwt.jwks = abs(auth.jwt.jwks);

@@ -42,7 +42,11 @@ describe("warden run: audit log flags", () => {
       ["--audit-arguments", "mask", "--audit-mask", "/a~2b"],
       /"\/a~2b" is not a JSON Pointer: ~ must be written ~0/,
     ],
-    ["the whole-document pointer", ["--audit-arguments", "mask", "--audit-mask", ""], /use --audit-arguments digest/],
+    [
+      "the whole-document pointer",
+      ["--audit-arguments", "mask", "--audit-mask", ""],
+      /whole arguments: to store none of them, use the digest mode/,
+    ],
     [
       "a pointer with another mode",
       ["--audit-arguments", "full", "--audit-mask", "/token"],

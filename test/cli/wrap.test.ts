@@ -514,6 +514,32 @@ describe("client-config transform details", () => {
     assert.deepEqual(args.slice(-audit.length - 3), [...audit, "--", "npx", "x"]);
   });
 
+  it("re-wrapping knows every warden run switch takes no value: the policy after it stays the policy", () => {
+    const wrapped = [
+      "run",
+      "--no-approvals",
+      "--allow-rollback",
+      "--insecure-registry",
+      "--policy",
+      "old",
+      "--",
+      "npx",
+      "x",
+    ];
+    const config = readClientConfig(JSON.stringify({ mcpServers: { s: { command: "warden", args: wrapped } } }), "f");
+    const parsed = parseWrappedServer("warden", wrapped);
+    assert.deepEqual(parsed?.options.policies, ["old"]);
+    assert.deepEqual(parsed?.extra, ["--no-approvals", "--allow-rollback", "--insecure-registry"]);
+    const r = wrapClientConfig(config, options);
+    const args = (JSON.parse(r.text) as { mcpServers: { s: Entry } }).mcpServers.s.args ?? [];
+    assert.equal(args.filter((a) => a === "--policy").length, 1, "one --policy: the new one");
+    assert.deepEqual(parseWrappedServer("/n/node", args)?.extra, [
+      "--no-approvals",
+      "--allow-rollback",
+      "--insecure-registry",
+    ]);
+  });
+
   it("skips entries it cannot wrap, saying why", () => {
     const config = readClientConfig(
       '{"mcpServers": {"a": 1, "b": {"args": []}, "c": {"command": "x", "args": "y"}, "d": {"type": "sdk", "command": "x"}, "e": {"serverUrl": "https://x"}}}',

@@ -93,6 +93,10 @@ describe("warden serve config", () => {
       ).join("\n"),
       /store the key's hash, not the key/,
     );
+    assert.match(
+      problems((await load(`${minimal}audit: {arguments: mask, mask: [/ok, card/number, "/a~2b"]}\n`)).load).join("\n"),
+      /audit\.mask "card\/number" is not a JSON Pointer: it must start with \/, as in \/card\/number\n.*audit\.mask "\/a~2b" is not a JSON Pointer: ~ must be written ~0/,
+    );
     const key = `hash: "sha256:${"a".repeat(64)}"`;
     const offLoopback = `policy: p\nlisten: {host: 0.0.0.0, port: 8443}\nauth:\n  apiKeys: [{name: k, ${key}, agent: {name: a}}]\nupstreams:\n  fs: {command: x}\n`;
     assert.match(
