@@ -191,18 +191,11 @@ describe("CEL: hostile input", () => {
     assert.equal(set.decide(call("free", { items: new Array(20_000).fill(0) })).decision, "allow");
   });
 
-  it("caps regular expressions that come from the data", () => {
-    const set = policySet(
-      toolPolicy(
-        "p",
-        '  - tools: [m]\n    action: allow\n    conditions: [{cel: "request.arguments.s.matches(request.arguments.re)"}]\n',
-      ),
-    );
-    assert.equal(set.decide(call("m", { s: "abc", re: "b" })).decision, "allow");
-    const d = set.decide(call("m", { s: "abc", re: "a".repeat(5000) }));
-    assert.equal(d.decision, "deny");
-    assert.match(d.reason, /regular expression is 5000 characters long/);
-    assert.match(set.decide(call("m", { s: "abc", re: "(" })).reason, /could not be evaluated/);
+  it("refuses patterns that come from the data: the caller would choose what a match costs and accepts", () => {
+    for (const pattern of ["request.arguments.re", "'^' + request.tool", "agent.name"]) {
+      rejects(`request.tool.matches(${pattern})`, /matches\(\) takes a literal pattern, written in the policy/);
+    }
+    assert.deepEqual(problems("request.tool.matches('^(read|list)_')"), []);
   });
 
   it("evaluates input objects without a prototype like any other", () => {

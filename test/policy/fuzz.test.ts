@@ -1622,7 +1622,6 @@ describe("fuzz: hostile regular expressions finish and answer correctly", () => 
       action: "allow",
       conditions: [{ cel: `request.arguments.q.matches('${h.pattern}')` }],
     })),
-    { tools: ["dyn"], action: "allow", conditions: [{ cel: "request.arguments.q.matches(request.arguments.p)" }] },
   ];
   const set = mustCompile(
     one(JSON.stringify({ kind: "ToolPolicy", metadata: { name: "re" }, spec: { agent: "*", mcpServer: "*", rules } })),
@@ -1658,50 +1657,6 @@ describe("fuzz: hostile regular expressions finish and answer correctly", () => 
       params(150),
     );
     t.diagnostic(`slowest decision: ${slowest.toFixed(1)} ms`);
-  });
-
-  it("patterns from the call itself (x.matches(request.arguments.p))", { timeout: 120_000 }, () => {
-    const pattern = fc.oneof(
-      fc.constantFrom(
-        ...HOSTILE.map((h) => h.pattern.replace(/\\\\/g, "\\")),
-        "(?:a?){500}a{500}",
-        "(a{1,1000}){1,1000}",
-        "(((a{30}){30}){30})",
-        "x".repeat(2049),
-        "(",
-        "\\",
-      ),
-      fc.string({
-        unit: fc.constantFrom(
-          "a",
-          "(",
-          ")",
-          "*",
-          "+",
-          "?",
-          "|",
-          "{",
-          "}",
-          "1",
-          "0",
-          ",",
-          "^",
-          "$",
-          ".",
-          "\\",
-          "[",
-          "]",
-        ),
-        maxLength: 40,
-      }),
-    );
-    fc.assert(
-      fc.property(pattern, text, (p, q) => {
-        const d = set.decide(call("dyn", { q, p }));
-        checkDecision(d, set);
-      }),
-      params(100),
-    );
   });
 
   it("the same patterns on a whole megabyte of text", { timeout: 120_000 }, () => {

@@ -307,7 +307,12 @@ export function checkExpression(root: Expr, opts: CheckOptions): { type: Type; p
   };
 
   const checkRegexLiteral = (arg: Expr) => {
-    if (arg.exprKind.case !== "constExpr" || arg.exprKind.value.constantKind.case !== "stringValue") return;
+    if (arg.exprKind.case !== "constExpr" || arg.exprKind.value.constantKind.case !== "stringValue") {
+      // A pattern built from request data would let the caller choose what the match costs
+      // (compiling and running a long pattern over a long text) and what it accepts.
+      report(arg, "matches() takes a literal pattern, written in the policy: e.g. x.matches('^main$')");
+      return;
+    }
     const pattern = arg.exprKind.value.constantKind.value;
     if (pattern.length > opts.maxRegexLength) {
       report(arg, `regular expression is ${pattern.length} characters long; the limit is ${opts.maxRegexLength}`);
