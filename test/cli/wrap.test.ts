@@ -34,6 +34,7 @@ import {
   wrapClientConfig,
 } from "../../src/mcp/client-config.js";
 import { runWarden } from "../helpers/cli.js";
+import { checkAuditLog, policyVersions } from "../helpers/gateway.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const fixtures = join(root, "test", "fixtures", "client-configs");
@@ -648,6 +649,8 @@ describe("warden wrap end to end: the wrapped command governs a real server", ()
       );
       assert.match(tail.stdout, new RegExp(`"server":"${name}"`), tail.stderr);
       assert.match(tail.stdout, /"decision":"deny"/);
+      // Every decision names the version of the policy the wrapped command was given.
+      await checkAuditLog(dataDir, await policyVersions([policy]));
     }
   });
 });

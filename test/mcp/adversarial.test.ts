@@ -15,11 +15,12 @@ import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { type RunningGateway, startGateway } from "../../src/cli/serve-command.js";
 import { loadServeConfig } from "../../src/mcp/config.js";
 import { runWarden } from "../helpers/cli.js";
+import { checkAuditLog, policyVersions } from "../helpers/gateway.js";
 import { runProcess } from "../helpers/process.js";
 
 const ROOT = resolve(import.meta.dirname, "..", "..", "..");
@@ -213,12 +214,17 @@ async function wardenProcess(args: string[]): Promise<{ code: number | null; out
 
 class Audit {
   private seq = -1;
+  private versions: Map<string, string> | undefined;
   constructor(readonly dataDir: string) {}
 
-  /** Verifies the whole log, then returns the records appended since the last call. */
+  /**
+   * Verifies the whole log, checks that every policy decision names the version of the policy
+   * that decided (policy.yaml beside the data directory), then returns the records appended
+   * since the last call.
+   */
   async fresh(): Promise<AuditRecord[]> {
-    const v = await wardenInProcess(["audit", "verify", "--data-dir", this.dataDir]);
-    assert.equal(v.code, 0, `warden audit verify failed:\n${v.out}\n${v.err}`);
+    this.versions ??= await policyVersions([join(dirname(this.dataDir), "policy.yaml")]);
+    await checkAuditLog(this.dataDir, this.versions);
     const q = await wardenInProcess([
       ...["audit", "query", "--data-dir", this.dataDir, "--format", "jsonl", "--limit", "1000000"],
     ]);

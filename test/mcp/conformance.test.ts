@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
+import { policyVersions } from "../helpers/gateway.js";
 import { childEnv, type ProcessResult, runProcess } from "../helpers/process.js";
 
 const ROOT = resolve(import.meta.dirname, "..", "..", "..");
@@ -455,5 +456,12 @@ upstreams:
       } else assert.equal(r.server, "everything");
     }
     assert.ok(calls.some((r) => r.server === "everything"));
+    // ... and names the version of the policy that decided it.
+    const versions = await policyVersions([join(tmp, "allow-all.yaml")]);
+    for (const r of calls.filter((c) => c.server !== null)) {
+      const policy = r.policy as { name?: string; version?: string } | undefined;
+      assert.equal(policy?.name, "conformance-allow-all");
+      assert.equal(policy?.version, versions.get("conformance-allow-all"));
+    }
   });
 });
