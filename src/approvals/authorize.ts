@@ -132,6 +132,46 @@ export async function decide(
   return result.request;
 }
 
+/**
+ * Ends a grant now. Allowed to the grant's creator, and to whoever could
+ * decide the request that created it under that request's approver rule (its
+ * approvers; the requester, who may always turn down their own access).
+ * `recorded`: the caller writes the grant-revoked audit record itself;
+ * otherwise a gateway using the store records it (claimRevocations).
+ */
+export async function revoke(
+  store: ApprovalStore,
+  id: string,
+  approver: Approver,
+  o: { reason?: string; recorded: boolean; now?: number },
+): Promise<Grant> {
+  const existing = await store.getGrant(id);
+  if (!existing) throw new ApprovalError(`no grant ${id}`, 404);
+  const why = await revokeRefusal(store, existing, approver);
+  if (why) throw new ApprovalError(`refused: ${why}`, 403);
+  const r = await store.revokeGrant(
+    id,
+    { id: approver.id, via: approver.via },
+    o.reason?.slice(0, 1000) || null,
+    o.now ?? Date.now(),
+    o.recorded,
+  );
+  if (!r.grant) throw new ApprovalError(`no grant ${id}`, 404);
+  if (!r.changed) throw new ApprovalError(`grant ${id} was already revoked by ${r.grant.revokedBy}`, 409);
+  return r.grant;
+}
+
+async function revokeRefusal(store: ApprovalStore, grant: Grant, approver: Approver): Promise<string | undefined> {
+  if (!approver.id) return "this credential carries no user id";
+  if (approver.id === grant.createdBy && approver.via !== "anonymous") return undefined;
+  const request = grant.requestId ? await store.get(grant.requestId) : null;
+  if (!request) return `${approver.id} did not create grant ${grant.id} (created by ${grant.createdBy})`;
+  const why = refusal(request.details, approver, "deny");
+  return why
+    ? `${approver.id} may not revoke grant ${grant.id}: it was created by ${grant.createdBy}, and ${why.replace(/ for this call /, ` for ${grant.tool} on ${grant.server} `)}`
+    : undefined;
+}
+
 export function alreadyFinal(r: ApprovalRequest): string {
   const by = r.decidedBy ? ` by ${r.decidedBy}` : "";
   const why = r.decisionReason ? `: ${r.decisionReason}` : "";

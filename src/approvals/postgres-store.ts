@@ -9,8 +9,12 @@
 import pg from "pg";
 import {
   GRANT_COLUMNS,
+  GRANT_COLUMNS_ADDED,
   grantFromRow,
+  MARK_OLD_REVOCATIONS_RECORDED,
   ORPHAN_REASONS,
+  OUTCOMES,
+  OUTCOMES_SINCE_KEY,
   REQUEST_COLUMNS,
   requestFromRow,
   schemaStatements,
@@ -80,6 +84,22 @@ export class PostgresApprovalStore implements ApprovalStore {
         }
         for (const s of schemaStatements("BIGINT")) await c.query(s);
         await c.query("INSERT INTO approval_meta (key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING");
+        const have = new Set(
+          (
+            await c.query(
+              "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'approval_grants'",
+            )
+          ).rows.map((r: Row) => String(r.column_name)),
+        );
+        const missing = GRANT_COLUMNS_ADDED.filter(([name]) => !have.has(name));
+        for (const [name, type] of missing) {
+          await c.query(`ALTER TABLE approval_grants ADD COLUMN ${name} ${type === "bigint" ? "BIGINT" : type}`);
+        }
+        if (missing.length > 0) await c.query(MARK_OLD_REVOCATIONS_RECORDED);
+        await c.query("INSERT INTO approval_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [
+          OUTCOMES_SINCE_KEY,
+          String(Date.now()),
+        ]);
         await c.query("COMMIT");
       } catch (err) {
         await c.query("ROLLBACK").catch(() => {});
@@ -273,6 +293,55 @@ export class PostgresApprovalStore implements ApprovalStore {
     });
   }
 
+  async claimOutcome(id: string, outcome: string): Promise<boolean> {
+    return this.tx("record the outcome", async (c) => {
+      const n =
+        (
+          await c.query("UPDATE approval_requests SET outcome = $1 WHERE id = $2 AND outcome IS NULL", [
+            outcome.slice(0, 500),
+            id,
+          ])
+        ).rowCount ?? 0;
+      if (n > 0) await this.notify(c, id);
+      return n > 0;
+    });
+  }
+
+  async closeUnrun(node: string, self: string, now: number, leaseMs: number): Promise<ApprovalRequest[]> {
+    const query = `SELECT r.id, r.holder, r.node, i.heartbeat_at FROM approval_requests r LEFT JOIN approval_instances i ON i.id = r.holder
+      WHERE r.state IN ('approved', 'denied') AND r.outcome IS NULL AND r.holder <> $1
+        AND r.created_at >= (SELECT CAST(value AS BIGINT) FROM approval_meta WHERE key = $2)`;
+    // A read first: most sweeps find nothing and need no transaction.
+    if (
+      (await this.q("find requests decided after their gateway stopped", query, [self, OUTCOMES_SINCE_KEY])).length ===
+      0
+    ) {
+      return [];
+    }
+    return this.tx("close requests decided after their gateway stopped", async (c) => {
+      const rows = (await c.query(`${query} FOR UPDATE OF r SKIP LOCKED`, [self, OUTCOMES_SINCE_KEY])).rows as Row[];
+      const out: ApprovalRequest[] = [];
+      for (const r of rows) {
+        const outcome =
+          r.node === node
+            ? OUTCOMES.restarted
+            : r.heartbeat_at === null || Number(r.heartbeat_at) < now - leaseMs
+              ? OUTCOMES.gone
+              : null;
+        if (!outcome) continue;
+        const updated = (
+          await c.query(
+            `UPDATE approval_requests SET outcome = $1 WHERE id = $2 AND outcome IS NULL RETURNING ${REQUEST_COLUMNS}`,
+            [outcome, String(r.id)],
+          )
+        ).rows as Row[];
+        if (updated[0]) out.push(requestFromRow(updated[0]));
+      }
+      if (out.length > 0) await this.notify(c, "unrun");
+      return out;
+    });
+  }
+
   async expireOrphans(node: string, self: string, now: number, leaseMs: number): Promise<ApprovalRequest[]> {
     return this.tx("expire abandoned requests", async (c) => {
       const rows = (
@@ -330,18 +399,36 @@ export class PostgresApprovalStore implements ApprovalStore {
     return rows[0] ? grantFromRow(rows[0]) : null;
   }
 
-  async revokeGrant(id: string, by: string, reason: string | null, now: number): Promise<TransitionResultGrant> {
+  async revokeGrant(
+    id: string,
+    by: { id: string; via: string },
+    reason: string | null,
+    now: number,
+    recorded: boolean,
+  ): Promise<TransitionResultGrant> {
     return this.tx("revoke the grant", async (c) => {
       const changed =
         ((
           await c.query(
-            "UPDATE approval_grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4 AND revoked_at IS NULL",
-            [now, by, reason, id],
+            "UPDATE approval_grants SET revoked_at = $1, revoked_by = $2, revoked_via = $3, revoke_reason = $4, revoke_recorded_at = $5 WHERE id = $6 AND revoked_at IS NULL",
+            [now, by.id, by.via, reason, recorded ? now : null, id],
           )
         ).rowCount ?? 0) > 0;
       if (changed) await this.notify(c, id);
       const rows = (await c.query(`SELECT ${GRANT_COLUMNS} FROM approval_grants WHERE id = $1`, [id])).rows as Row[];
       return { changed, grant: rows[0] ? grantFromRow(rows[0]) : null };
+    });
+  }
+
+  async claimRevocations(now: number): Promise<Grant[]> {
+    const query = `SELECT ${GRANT_COLUMNS} FROM approval_grants WHERE revoked_at IS NOT NULL AND revoke_recorded_at IS NULL ORDER BY revoked_at, id`;
+    if ((await this.q("read unrecorded revocations", query)).length === 0) return [];
+    return this.tx("claim unrecorded revocations", async (c) => {
+      const rows = (await c.query(`${query} FOR UPDATE SKIP LOCKED`)).rows as Row[];
+      for (const r of rows) {
+        await c.query("UPDATE approval_grants SET revoke_recorded_at = $1 WHERE id = $2", [now, String(r.id)]);
+      }
+      return rows.map(grantFromRow);
     });
   }
 

@@ -16,10 +16,11 @@ import { type ArgumentsPolicy, type AuditEvent, applyArgumentsPolicy } from "../
 import type { ApprovalChannel, ApprovalOutcome, HoldContext, PendingCall } from "../mcp/governor.js";
 import type { Decision } from "../policy/decision.js";
 import { formatDuration } from "../policy/duration.js";
-import { type ApproverSet, alreadyFinal, decide, grantCovers, requirementFrom } from "./authorize.js";
+import { type ApproverSet, alreadyFinal, decide, grantCovers, requirementFrom, revoke } from "./authorize.js";
+import { OUTCOMES } from "./sql.js";
 import type { ApprovalStore } from "./store.js";
 import type { ApprovalRequest, Approver, FinalState, Grant, RequestDetails } from "./types.js";
-import { ApprovalError, newId } from "./types.js";
+import { newId } from "./types.js";
 import { approvalLink, type DeliveryResult, deliver, type WebhookConfig } from "./webhook.js";
 
 export interface ApprovalServiceOptions {
@@ -69,6 +70,8 @@ export class ApprovalService implements ApprovalChannel {
   private unwatch: () => void = () => {};
   private polling = false;
   private pollAgain = false;
+  private catchingUp: Promise<void> | null = null;
+  private catchUpAgain = false;
   private closing: Promise<void> | null = null;
   /** Requests this process gave up on while the store failed: expired once it answers again. */
   private readonly abandoned = new Set<string>();
@@ -99,8 +102,10 @@ export class ApprovalService implements ApprovalChannel {
     const now = Date.now();
     await o.store.registerInstance(s.instance, s.node, now);
     for (const r of await o.store.expireOrphans(s.node, s.instance, now, s.leaseMs)) await s.recordFinal(r);
+    await s.catchUp();
     s.unwatch = o.store.watch(() => {
       void s.poll();
+      void s.catchUp().catch(() => {});
       s.changed();
     });
     const every = (ms: number, fn: () => Promise<void>) => {
@@ -225,6 +230,14 @@ export class ApprovalService implements ApprovalChannel {
     if (final instanceof Error) {
       return { approved: false, id: request.id, reason: final.message, record: { id: request.id, state: "failed" } };
     }
+    // Noted on the request before the call can run: a request decided with no
+    // note is one whose holder never saw the decision, so the call never ran.
+    let noted: boolean | Error = true;
+    if (final.state === "approved" || final.state === "denied") {
+      noted = await this.o.store
+        .claimOutcome(final.id, final.state === "approved" ? OUTCOMES.forwarding : OUTCOMES.denied)
+        .catch((err: Error) => err);
+    }
     const recorded = await this.recordFinal(final);
     const record = {
       id: final.id,
@@ -235,6 +248,18 @@ export class ApprovalService implements ApprovalChannel {
       grant: final.grantId,
     };
     if (final.state === "approved") {
+      if (noted !== true) {
+        const why =
+          noted === false
+            ? "it was closed as never run by another gateway, which took this gateway for stopped"
+            : `the approval store failed (${noted.message}); fail closed`;
+        return {
+          approved: false,
+          id: final.id,
+          reason: `approval request ${final.id} is not forwarded: ${why}`,
+          record,
+        };
+      }
       if (!recorded) {
         this.completed(final.id, "not forwarded: the audit log is unavailable");
         return { approved: false, id: final.id, reason: "the audit log is unavailable", record };
@@ -268,6 +293,7 @@ export class ApprovalService implements ApprovalChannel {
       );
       // Let the held calls record their ends before the caller closes the log.
       await Promise.race([Promise.allSettled([...this.active]), new Promise((r) => setTimeout(r, 5000).unref())]);
+      await this.catchingUp?.catch(() => {});
       await this.o.store.removeInstance(this.instance).catch(() => {});
       await this.o.store.close();
     })();
@@ -306,26 +332,39 @@ export class ApprovalService implements ApprovalChannel {
   }
 
   async revokeGrant(id: string, approver: Approver, reason?: string): Promise<Grant> {
-    const existing = await this.o.store.getGrant(id);
-    if (!existing) throw new ApprovalError(`no grant ${id}`, 404);
-    if (!approver.id) throw new ApprovalError("refused: this credential carries no user id", 403);
-    const r = await this.o.store.revokeGrant(id, approver.id, reason?.slice(0, 1000) || null, Date.now());
-    if (!r.grant) throw new ApprovalError(`no grant ${id}`, 404);
-    if (!r.changed) throw new ApprovalError(`grant ${id} was already revoked by ${r.grant.revokedBy}`, 409);
-    await this.append(
-      {
-        type: "approval",
-        agent: { name: r.grant.agent },
-        user: r.grant.userId ? { id: r.grant.userId } : null,
-        server: r.grant.server,
-        tool: r.grant.tool,
-        reason: `grant ${id} revoked by ${approver.id}${reason ? `: ${reason}` : ""}`,
-        approval: { event: "grant-revoked", grant: id, by: approver.id, via: approver.via, reason: reason ?? null },
-      },
-      `grant ${id} revoked`,
-    );
+    const grant = await revoke(this.o.store, id, approver, { reason, recorded: true });
+    await this.recordRevocation(grant, false);
     this.changed();
-    return r.grant;
+    return grant;
+  }
+
+  /**
+   * Records what other processes left unrecorded in the store: requests
+   * decided after their holder was gone (the call never ran), and grants
+   * revoked on the store directly (`warden approvals revoke` without --url).
+   * Each is claimed in the store first, so it is recorded once per store.
+   */
+  private catchUp(): Promise<void> {
+    if (this.catchingUp) {
+      this.catchUpAgain = true;
+      return this.catchingUp;
+    }
+    this.catchingUp = (async () => {
+      try {
+        do {
+          this.catchUpAgain = false;
+          const now = Date.now();
+          const unrun = await this.o.store.closeUnrun(this.node, this.instance, now, this.leaseMs);
+          for (const r of unrun) await this.recordUnrun(r);
+          const revoked = await this.o.store.claimRevocations(now);
+          for (const g of revoked) await this.recordRevocation(g, true);
+          if (unrun.length + revoked.length > 0) this.changed();
+        } while (this.catchUpAgain && !this.closing);
+      } finally {
+        this.catchingUp = null;
+      }
+    })();
+    return this.catchingUp;
   }
 
   /** Calls back whenever a request or grant may have changed (here or in another process). */
@@ -451,6 +490,7 @@ export class ApprovalService implements ApprovalChannel {
     const expired = await this.o.store.expireOrphans(this.node, this.instance, now, this.leaseMs);
     for (const r of expired) await this.recordFinal(r);
     if (expired.length > 0) this.changed();
+    await this.catchUp();
   }
 
   // ---- channels ----
@@ -602,6 +642,50 @@ export class ApprovalService implements ApprovalChannel {
         holder: r.holder,
       }),
       `request ${r.id} ${r.state}`,
+    );
+  }
+
+  /** The record of a request decided after its holder was gone: the decision was never acted on. */
+  private recordUnrun(r: ApprovalRequest): Promise<boolean> {
+    return this.append(
+      this.event(r.details, {
+        event: "not-run",
+        id: r.id,
+        state: r.state,
+        by: r.decidedBy,
+        via: r.decidedVia,
+        reason: `${r.state} by ${r.decidedBy ?? "-"} (${r.decidedVia ?? "-"})${r.decisionReason ? `: ${r.decisionReason}` : ""}; ${r.outcome}; the call never ran`,
+        at: r.decidedAt === null ? null : iso(r.decidedAt),
+        grant: r.grantId,
+        holder: r.holder,
+        outcome: r.outcome,
+      }),
+      `request ${r.id} not run`,
+    );
+  }
+
+  /** `noticed`: revoked on the store by another process, recorded here when this gateway noticed it. */
+  private recordRevocation(g: Grant, noticed: boolean): Promise<boolean> {
+    const by = g.revokedBy ?? "-";
+    return this.append(
+      {
+        type: "approval",
+        agent: { name: g.agent },
+        user: g.userId ? { id: g.userId } : null,
+        server: g.server,
+        tool: g.tool,
+        reason: `grant ${g.id} revoked by ${by}${g.revokeReason ? `: ${g.revokeReason}` : ""}`,
+        approval: {
+          event: "grant-revoked",
+          grant: g.id,
+          by,
+          via: g.revokedVia,
+          reason: g.revokeReason,
+          at: g.revokedAt === null ? null : iso(g.revokedAt),
+          ...(noticed ? { noticed: true } : {}),
+        },
+      },
+      `grant ${g.id} revoked`,
     );
   }
 

@@ -44,7 +44,9 @@ export function schemaStatements(bigint: string): string[] {
       revoked_at ${bigint},
       revoked_by TEXT,
       revoke_reason TEXT,
-      uses ${bigint} NOT NULL DEFAULT 0
+      uses ${bigint} NOT NULL DEFAULT 0,
+      revoked_via TEXT,
+      revoke_recorded_at ${bigint}
     )`,
     "CREATE INDEX IF NOT EXISTS approval_grants_lookup ON approval_grants (server, tool, agent)",
     `CREATE TABLE IF NOT EXISTS approval_instances (
@@ -61,7 +63,26 @@ export const REQUEST_COLUMNS =
   "id, state, created_at, expires_at, holder, node, details, decided_at, decided_by, decided_via, decision_reason, grant_id, outcome";
 
 export const GRANT_COLUMNS =
-  "id, created_at, expires_at, server, tool, agent, user_id, created_by, created_by_groups, created_via, request_id, reason, revoked_at, revoked_by, revoke_reason, uses";
+  "id, created_at, expires_at, server, tool, agent, user_id, created_by, created_by_groups, created_via, request_id, reason, revoked_at, revoked_by, revoke_reason, uses, revoked_via";
+
+/**
+ * Columns added after the first release, with their type (`bigint` as above).
+ * A store opened by an older version gets them; revocations already in it
+ * count as recorded (they are not back-filled into an audit log).
+ */
+export const GRANT_COLUMNS_ADDED: [name: string, type: "TEXT" | "bigint"][] = [
+  ["revoked_via", "TEXT"],
+  ["revoke_recorded_at", "bigint"],
+];
+export const MARK_OLD_REVOCATIONS_RECORDED =
+  "UPDATE approval_grants SET revoke_recorded_at = revoked_at WHERE revoked_at IS NOT NULL AND revoke_recorded_at IS NULL";
+
+/**
+ * approval_meta key: requests created from this time (ms) on have their
+ * holder's note of how they ended in `outcome` (older versions did not write
+ * it for denials, so older requests are never taken for unrun ones).
+ */
+export const OUTCOMES_SINCE_KEY = "outcomes_since";
 
 type Row = Record<string, unknown>;
 
@@ -104,6 +125,7 @@ export function grantFromRow(r: Row): Grant {
     revokedAt: numOrNull(r.revoked_at),
     revokedBy: strOrNull(r.revoked_by),
     revokeReason: strOrNull(r.revoke_reason),
+    revokedVia: strOrNull(r.revoked_via),
     uses: num(r.uses),
   };
 }
@@ -113,4 +135,17 @@ export const ORPHAN_REASONS = {
   gone: "the gateway holding the call stopped responding; the call will never run",
   late: "the request expired and its gateway did not close it; the call will never run",
   expiredBeforeDecision: "the request had already expired; the call will never run",
+} as const;
+
+/**
+ * `outcome` of a request, as its holder notes it when it sees the request end
+ * (before forwarding an approved call), or as another gateway closes it when
+ * the holder is gone without having seen the decision. A decided request with
+ * no outcome is one its holder has not (yet) taken note of.
+ */
+export const OUTCOMES = {
+  forwarding: "being forwarded (no outcome reported yet)",
+  denied: "not run: denied",
+  restarted: "not run: the gateway holding the call restarted before it saw the decision",
+  gone: "not run: the gateway holding the call stopped responding before it saw the decision",
 } as const;

@@ -7,8 +7,12 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import {
   GRANT_COLUMNS,
+  GRANT_COLUMNS_ADDED,
   grantFromRow,
+  MARK_OLD_REVOCATIONS_RECORDED,
   ORPHAN_REASONS,
+  OUTCOMES,
+  OUTCOMES_SINCE_KEY,
   REQUEST_COLUMNS,
   requestFromRow,
   schemaStatements,
@@ -53,6 +57,18 @@ export class SqliteApprovalStore implements ApprovalStore {
         for (const s of schemaStatements("INTEGER")) db.exec(s);
         db.prepare("INSERT OR IGNORE INTO approval_meta (key, value) VALUES ('rev', '0')").run();
         db.prepare("INSERT OR IGNORE INTO approval_meta (key, value) VALUES ('schema', '1')").run();
+        const have = new Set(
+          (db.prepare("PRAGMA table_info(approval_grants)").all() as Row[]).map((c) => String(c.name)),
+        );
+        const missing = GRANT_COLUMNS_ADDED.filter(([name]) => !have.has(name));
+        for (const [name, type] of missing) {
+          db.exec(`ALTER TABLE approval_grants ADD COLUMN ${name} ${type === "bigint" ? "INTEGER" : type}`);
+        }
+        if (missing.length > 0) db.exec(MARK_OLD_REVOCATIONS_RECORDED);
+        db.prepare("INSERT OR IGNORE INTO approval_meta (key, value) VALUES (?, ?)").run(
+          OUTCOMES_SINCE_KEY,
+          String(Date.now()),
+        );
       }).immediate();
     } catch (err) {
       throw new ApprovalStoreError(`cannot open the approval store ${path}: ${(err as Error).message}`);
@@ -239,6 +255,51 @@ export class SqliteApprovalStore implements ApprovalStore {
     });
   }
 
+  claimOutcome(id: string, outcome: string): Promise<boolean> {
+    return this.run("record the outcome", () =>
+      this.tx(() => {
+        const r = this.db
+          .prepare("UPDATE approval_requests SET outcome = ? WHERE id = ? AND outcome IS NULL")
+          .run(outcome.slice(0, 500), id);
+        if (r.changes > 0) this.bump();
+        return r.changes > 0;
+      }),
+    );
+  }
+
+  closeUnrun(node: string, self: string, now: number, leaseMs: number): Promise<ApprovalRequest[]> {
+    return this.run("close requests decided after their gateway stopped", () => {
+      const candidates = (): Row[] =>
+        this.db
+          .prepare(
+            `SELECT r.id, r.holder, r.node, i.heartbeat_at FROM approval_requests r LEFT JOIN approval_instances i ON i.id = r.holder
+             WHERE r.state IN ('approved', 'denied') AND r.outcome IS NULL AND r.holder <> ?
+               AND r.created_at >= (SELECT CAST(value AS INTEGER) FROM approval_meta WHERE key = ?)`,
+          )
+          .all(self, OUTCOMES_SINCE_KEY) as Row[];
+      // A read first: most sweeps find nothing and need no write lock.
+      if (candidates().length === 0) return [];
+      return this.tx(() => {
+        const closed: string[] = [];
+        for (const r of candidates()) {
+          const outcome =
+            r.node === node
+              ? OUTCOMES.restarted
+              : r.heartbeat_at === null || Number(r.heartbeat_at) < now - leaseMs
+                ? OUTCOMES.gone
+                : null;
+          if (!outcome) continue;
+          this.db
+            .prepare("UPDATE approval_requests SET outcome = ? WHERE id = ? AND outcome IS NULL")
+            .run(outcome, String(r.id));
+          closed.push(String(r.id));
+        }
+        if (closed.length > 0) this.bump();
+        return closed.map((id) => this.row(id) as ApprovalRequest);
+      });
+    });
+  }
+
   expireOrphans(node: string, self: string, now: number, leaseMs: number): Promise<ApprovalRequest[]> {
     return this.run("expire abandoned requests", () =>
       this.tx(() => {
@@ -302,14 +363,20 @@ export class SqliteApprovalStore implements ApprovalStore {
     });
   }
 
-  revokeGrant(id: string, by: string, reason: string | null, now: number): Promise<TransitionResultGrant> {
+  revokeGrant(
+    id: string,
+    by: { id: string; via: string },
+    reason: string | null,
+    now: number,
+    recorded: boolean,
+  ): Promise<TransitionResultGrant> {
     return this.run("revoke the grant", () =>
       this.tx(() => {
         const r = this.db
           .prepare(
-            "UPDATE approval_grants SET revoked_at = ?, revoked_by = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL",
+            "UPDATE approval_grants SET revoked_at = ?, revoked_by = ?, revoked_via = ?, revoke_reason = ?, revoke_recorded_at = ? WHERE id = ? AND revoked_at IS NULL",
           )
-          .run(now, by, reason, id);
+          .run(now, by.id, by.via, reason, recorded ? now : null, id);
         if (r.changes > 0) this.bump();
         const g = this.db.prepare(`SELECT ${GRANT_COLUMNS} FROM approval_grants WHERE id = ?`).get(id) as
           | Row
@@ -317,6 +384,26 @@ export class SqliteApprovalStore implements ApprovalStore {
         return { changed: r.changes > 0, grant: g ? grantFromRow(g) : null };
       }),
     );
+  }
+
+  claimRevocations(now: number): Promise<Grant[]> {
+    return this.run("read unrecorded revocations", () => {
+      const unrecorded = (): Row[] =>
+        this.db
+          .prepare(
+            `SELECT ${GRANT_COLUMNS} FROM approval_grants WHERE revoked_at IS NOT NULL AND revoke_recorded_at IS NULL ORDER BY revoked_at, id`,
+          )
+          .all() as Row[];
+      if (unrecorded().length === 0) return [];
+      return this.tx(() => {
+        const rows = unrecorded();
+        const mark = this.db.prepare(
+          "UPDATE approval_grants SET revoke_recorded_at = ? WHERE id = ? AND revoke_recorded_at IS NULL",
+        );
+        for (const r of rows) mark.run(now, String(r.id));
+        return rows.map(grantFromRow);
+      });
+    });
   }
 
   useGrant(id: string): Promise<void> {

@@ -21,7 +21,7 @@ export interface DecideFields {
   via: string | null;
   reason: string | null;
   /** Only when approving: a grant to create in the same transaction. */
-  grant?: Omit<Grant, "revokedAt" | "revokedBy" | "revokeReason" | "uses">;
+  grant?: Omit<Grant, "revokedAt" | "revokedBy" | "revokeReason" | "revokedVia" | "uses">;
 }
 
 export interface TransitionOptions {
@@ -66,6 +66,15 @@ export interface ApprovalStore {
     options?: TransitionOptions,
   ): Promise<TransitionResult>;
   setOutcome(id: string, outcome: string): Promise<void>;
+  /** Sets the outcome only when none is set yet; true when this call set it. */
+  claimOutcome(id: string, outcome: string): Promise<boolean>;
+  /**
+   * Closes approved or denied requests whose holder is gone (restarted on
+   * `node`, or not seen for `leaseMs`, as in expireOrphans) without having
+   * taken note of the decision (no outcome): sets their outcome to say the
+   * call never ran, once, and returns them.
+   */
+  closeUnrun(node: string, self: string, now: number, leaseMs: number): Promise<ApprovalRequest[]>;
   /**
    * Expires pending requests whose holder is gone: held on `node` by another
    * process than `self` (a restart), held by a process not seen for `leaseMs`,
@@ -76,7 +85,16 @@ export interface ApprovalStore {
   findGrants(q: { server: string; tool: string; agent: string; userId: string | null }, now: number): Promise<Grant[]>;
   listGrants(q: { includeInactive?: boolean; limit?: number }, now: number): Promise<Grant[]>;
   getGrant(id: string): Promise<Grant | null>;
-  revokeGrant(id: string, by: string, reason: string | null, now: number): Promise<TransitionResultGrant>;
+  /** `recorded`: the caller writes the grant-revoked audit record itself (otherwise a gateway's claimRevocations picks it up). */
+  revokeGrant(
+    id: string,
+    by: { id: string; via: string },
+    reason: string | null,
+    now: number,
+    recorded: boolean,
+  ): Promise<TransitionResultGrant>;
+  /** Revocations nobody has recorded in an audit log yet (made on the store directly): marks them recorded, once, and returns them. */
+  claimRevocations(now: number): Promise<Grant[]>;
   useGrant(id: string): Promise<void>;
   /** Calls back when something changed, possibly in another process (best effort; callers also poll). */
   watch(onChange: () => void): () => void;

@@ -56,7 +56,12 @@ export interface ApprovalRequest {
   decisionReason: string | null;
   /** An approval "for DURATION": the grant it created. */
   grantId: string | null;
-  /** How the approved call ended, as the holder reported it. */
+  /**
+   * How the call ended: as the holder reported it (an approved call's result,
+   * "not forwarded: …", "not run: denied"), or "not run: the gateway holding
+   * the call … before it saw the decision" when it was decided after its holder
+   * was gone. Null: the holder has not taken note of the end (yet).
+   */
   outcome: string | null;
 }
 
@@ -77,6 +82,8 @@ export interface Grant {
   revokedAt: number | null;
   revokedBy: string | null;
   revokeReason: string | null;
+  /** How the revoker authenticated ("api-key:ops", "os:alice"); null for revocations stored before it was kept. */
+  revokedVia: string | null;
   uses: number;
 }
 

@@ -7,7 +7,7 @@
 // command ("os:<name>"): whoever can write the store is trusted with it, so use
 // the HTTP API where approvers must authenticate with a key or a token.
 import { parseArgs } from "node:util";
-import { decide } from "../approvals/authorize.js";
+import { decide, revoke } from "../approvals/authorize.js";
 import { grantJson, requestJson } from "../approvals/http-api.js";
 import { osApprover } from "../approvals/service.js";
 import { type ApprovalStore, openApprovalStore } from "../approvals/store.js";
@@ -28,7 +28,9 @@ Commands:
                                                       DURATION (e.g. 30m, 8h) as a grant
   deny ID [--reason TEXT]                             refuse it; the agent gets the reason
   grants [--all] [--json]                             active grants (--all: with expired and revoked)
-  revoke GRANT_ID [--reason TEXT]                     end a grant now
+  revoke GRANT_ID [--reason TEXT]                     end a grant now (its creator, or who could
+                                                      decide its request); on a store, the gateway
+                                                      using it records the revocation when it notices
 
 Where (in this order):
   --url URL            a running warden serve, e.g. http://127.0.0.1:8080       WARDEN_URL
@@ -234,10 +236,8 @@ function storeTarget(store: ApprovalStore): Target {
       return (await store.listGrants({ includeInactive: all, limit: 1000 }, Date.now())).map(grantJson);
     },
     async revoke(id, reason) {
-      const r = await store.revokeGrant(id, approver.id, reason ?? null, Date.now());
-      if (!r.grant) throw new ApprovalError(`no grant ${id}`, 404);
-      if (!r.changed) throw new ApprovalError(`grant ${id} was already revoked by ${r.grant.revokedBy}`, 409);
-      return grantJson(r.grant);
+      // This process has no audit log: the gateway using the store records the revocation when it notices it.
+      return grantJson(await revoke(store, id, approver, { reason, recorded: false }));
     },
     close: () => store.close(),
   };

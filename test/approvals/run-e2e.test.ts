@@ -254,6 +254,82 @@ describe("approvals through warden run (stdio) with server-filesystem", () => {
     assert.equal(existsSync(join(workspace, "orphan.txt")), false);
   });
 
+  const approvalRecords = async (): Promise<{ approval: Record<string, unknown>; reason: string }[]> => {
+    const q = await warden(["audit", "query", "--data-dir", data, "--format", "jsonl", "--tool", "write_file"]);
+    return q.stdout
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { type: string; approval: Record<string, unknown>; reason: string })
+      .filter((r) => r.type === "approval");
+  };
+
+  it("gateway killed (SIGKILL), its request approved before the lease ran out, restarted: the request and the log say the call never ran", async () => {
+    const first = await connect();
+    const call = write(first.client, "killed.txt");
+    call.catch(() => {});
+    const [pending] = await waitFor("a pending request", async () => {
+      const list = await pendingIn(local());
+      return list.length > 0 ? list : undefined;
+    });
+    const id = String(pending?.id);
+    process.kill(first.transport.pid as number, "SIGKILL");
+    await assert.rejects(call);
+    // Within the lease the holder still looks alive: the approval is taken (nothing can run it).
+    const approved = await warden(["approvals", "approve", id, "--reason", "late", ...local()]);
+    assert.equal(approved.code, 0, approved.stderr);
+    await connect();
+    const after = await waitFor("the request closed as never run", async () => {
+      const r = JSON.parse((await warden(["approvals", "show", id, "--json", ...local()])).stdout) as {
+        state: string;
+        outcome: string | null;
+      };
+      return r.outcome ? r : undefined;
+    });
+    assert.equal(after.state, "approved");
+    assert.match(after.outcome ?? "", /^not run: the gateway holding the call restarted before it saw the decision/);
+    const records = await approvalRecords();
+    assert.deepEqual(
+      records.map((r) => r.approval.event),
+      ["created", "not-run"],
+    );
+    assert.equal(records[1]?.approval.id, id);
+    assert.equal(records[1]?.approval.by, userInfo().username);
+    assert.match(records[1]?.reason ?? "", /approved by .*: late; not run: .*; the call never ran/);
+    assert.equal(existsSync(join(workspace, "killed.txt")), false);
+    const shown = await warden(["approvals", "show", id, ...local()]);
+    assert.match(shown.stdout, /Outcome +not run: the gateway holding the call restarted/);
+  });
+
+  it("revoke on the local store while warden run holds the audit log: the gateway records grant-revoked with the revoker", async () => {
+    const { client } = await connect();
+    const first = write(client, "r1.txt");
+    const [pending] = await waitFor("a pending request", async () => {
+      const list = await pendingIn(local());
+      return list.length > 0 ? list : undefined;
+    });
+    assert.equal((await warden(["approvals", "approve", String(pending?.id), "--for", "1h", ...local()])).code, 0);
+    assert.notEqual((await first).isError, true);
+    const [grant] = JSON.parse((await warden(["approvals", "grants", "--json", ...local()])).stdout) as {
+      id: string;
+    }[];
+    const revoked = await warden(["approvals", "revoke", String(grant?.id), "--reason", "done here", ...local()]);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    const me = userInfo().username;
+    const record = await waitFor("the grant-revoked record", async () =>
+      (await approvalRecords()).find((r) => r.approval.event === "grant-revoked"),
+    );
+    assert.deepEqual(
+      [record.approval.grant, record.approval.by, record.approval.via, record.approval.reason],
+      [grant?.id, me, `os:${me}`, "done here"],
+    );
+    const again = await warden(["approvals", "revoke", String(grant?.id), ...local()]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /already revoked/);
+    const verify = await warden(["audit", "verify", "--data-dir", data]);
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+  });
+
   it("self-approval is refused: the requester's own account cannot approve, but can deny", async () => {
     const me = userInfo().username;
     const { client } = await connect(me);

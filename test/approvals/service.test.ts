@@ -6,7 +6,9 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
+import { decide, revoke } from "../../src/approvals/authorize.js";
 import { ApprovalService, type ApprovalServiceOptions } from "../../src/approvals/service.js";
+import { OUTCOMES } from "../../src/approvals/sql.js";
 import { type ApprovalStore, openApprovalStore } from "../../src/approvals/store.js";
 import { ApprovalError, ApprovalStoreError } from "../../src/approvals/types.js";
 import { payload, verifySignature } from "../../src/approvals/webhook.js";
@@ -321,6 +323,110 @@ describe("approval service", () => {
     const outcome = await held;
     assert.equal(outcome.approved, false);
     await assert.rejects(restarted.decide(id, "approve", bob), /already expired/);
+  });
+
+  it("a request decided after its holder stopped is recorded as not run by the next gateway of its node, once; ends the holder saw are not", async () => {
+    // Ends the holder saw: noted on the request before the call could run.
+    const approvedHeld = service.request(call(), approvalDecision());
+    const a = await pendingId();
+    await service.decide(a, "approve", bob);
+    assert.equal((await approvedHeld).approved, true);
+    assert.equal((await store.get(a))?.outcome, OUTCOMES.forwarding);
+    const deniedHeld = service.request(call(), approvalDecision());
+    const d = await pendingId();
+    await service.decide(d, "deny", bob);
+    await deniedHeld;
+    assert.equal((await store.get(d))?.outcome, OUTCOMES.denied);
+
+    // A previous run of this node, killed with a request pending: approved from another process
+    // (as `warden approvals approve` on the store) while its heartbeat still looked fresh.
+    const cli = await openApprovalStore(undefined, join(t.dir, "data"));
+    try {
+      const now = Date.now();
+      await cli.registerInstance("gw_killed", "test-node", now);
+      const orphan = (await store.get(a))?.details;
+      await cli.create({
+        id: "apr_killedholder1",
+        createdAt: now,
+        expiresAt: now + 60_000,
+        holder: "gw_killed",
+        node: "test-node",
+        details: orphan as never,
+      });
+      const approved = await decide(
+        cli,
+        "apr_killedholder1",
+        "approve",
+        { id: "root", groups: [], via: "os:root" },
+        { leaseMs: 30_000, reason: "ok" },
+      );
+      assert.equal(approved.state, "approved", "the decision itself is taken");
+    } finally {
+      await cli.close();
+    }
+    // The gateway now running on the node (the restarted one) closes and records it.
+    const record = await waitFor("the not-run record", () => events.find((e) => e.approval?.event === "not-run"));
+    assert.equal(record.approval?.id, "apr_killedholder1");
+    assert.equal(record.approval?.state, "approved");
+    assert.equal(record.approval?.by, "root");
+    assert.equal(record.approval?.via, "os:root");
+    assert.equal(record.approval?.holder, "gw_killed");
+    assert.match(
+      String(record.reason),
+      /approved by root \(os:root\): ok; not run: the gateway holding the call restarted before it saw the decision; the call never ran/,
+    );
+    const after = await store.get("apr_killedholder1");
+    assert.equal(after?.state, "approved");
+    assert.match(after?.outcome ?? "", /^not run: the gateway holding the call restarted/);
+    // Once: another restart (and another gateway's sweep) records nothing more, and nothing for the ends the holder saw.
+    extra.push(await open({}, await openApprovalStore(undefined, join(t.dir, "data"))));
+    extra.push(await open({ node: "other-node" }, await openApprovalStore(undefined, join(t.dir, "data"))));
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(events.filter((e) => e.approval?.event === "not-run").length, 1);
+  });
+
+  it("a grant revoked on the store directly is recorded by the gateway holding the audit log, once, with who, how and why; others may not revoke", async () => {
+    const ops = approvalDecision(obligation({ approvers: { users: [], groups: ["ops"] } }));
+    const held = service.request(call(), ops);
+    const id = await pendingId();
+    const grantId = (await service.decide(id, "approve", bob, { forMs: 60_000 })).grantId as string;
+    await held;
+    const carol = { id: "carol", groups: ["dev"], via: "jwt:idp" };
+    await assert.rejects(
+      service.revokeGrant(grantId, carol),
+      (e: unknown) => e instanceof ApprovalError && e.status === 403 && /carol may not revoke grant/.test(e.message),
+    );
+    // As `warden approvals revoke` on the store: no audit log of its own.
+    const cli = await openApprovalStore(undefined, join(t.dir, "data"));
+    try {
+      await assert.rejects(revoke(cli, grantId, { ...carol, via: "os:carol" }, { recorded: false }), /not an approver/);
+      await revoke(
+        cli,
+        grantId,
+        { id: "dave", groups: ["ops"], via: "os:dave" },
+        { reason: "incident", recorded: false },
+      );
+    } finally {
+      await cli.close();
+    }
+    const record = await waitFor("the grant-revoked record", () =>
+      events.find((e) => e.approval?.event === "grant-revoked"),
+    );
+    assert.deepEqual(
+      [
+        record.approval?.grant,
+        record.approval?.by,
+        record.approval?.via,
+        record.approval?.reason,
+        record.approval?.noticed,
+      ],
+      [grantId, "dave", "os:dave", "incident", true],
+    );
+    assert.match(String(record.approval?.at), /^\d{4}-\d\d-\d\dT/);
+    assert.equal(record.reason, `grant ${grantId} revoked by dave: incident`);
+    extra.push(await open({ node: "other-node" }, await openApprovalStore(undefined, join(t.dir, "data"))));
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(events.filter((e) => e.approval?.event === "grant-revoked").length, 1, "once per store");
   });
 
   it("fails closed when the store fails: on create, and while held", async () => {

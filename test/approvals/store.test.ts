@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { decide } from "../../src/approvals/authorize.js";
+import { decide, revoke } from "../../src/approvals/authorize.js";
 import type { ApprovalStore, NewRequest } from "../../src/approvals/store.js";
 import { openApprovalStore, parseStoreLocation } from "../../src/approvals/store.js";
 import { ApprovalError, type FinalState, newId, type RequestDetails } from "../../src/approvals/types.js";
@@ -202,10 +202,20 @@ for (const kind of ["sqlite", "postgres"] as const) {
       assert.equal((await store.findGrants(q, Date.now() + 61_000)).length, 0, "expired");
       await store.useGrant(approved.grantId as string);
       assert.equal((await store.getGrant(approved.grantId as string))?.uses, 1);
-      const revoked = await store.revokeGrant(approved.grantId as string, "carol", "enough", Date.now());
+      const revoked = await store.revokeGrant(
+        approved.grantId as string,
+        { id: "carol", via: "jwt:idp" },
+        "enough",
+        Date.now(),
+        true,
+      );
       assert.equal(revoked.changed, true);
       assert.equal(revoked.grant?.revokedBy, "carol");
-      assert.equal((await store.revokeGrant(approved.grantId as string, "dave", null, Date.now())).changed, false);
+      assert.equal(
+        (await store.revokeGrant(approved.grantId as string, { id: "dave", via: "jwt:idp" }, null, Date.now(), true))
+          .changed,
+        false,
+      );
       assert.equal((await store.findGrants(q, Date.now())).length, 0);
       assert.equal((await store.listGrants({}, Date.now())).length, 0);
       assert.equal((await store.listGrants({ includeInactive: true }, Date.now())).length, 1);
@@ -222,6 +232,95 @@ for (const kind of ["sqlite", "postgres"] as const) {
         },
       );
       assert.equal((await store.findGrants({ ...q, userId: null }, Date.now())).length, 1);
+    });
+
+    it("closeUnrun: a request decided after its holder stopped is closed as never run, once; one its holder noted is not", async () => {
+      const now = Date.now();
+      await store.registerInstance("gw_other", "host-b:/data", now);
+      await store.registerInstance("gw_stale", "host-c:/data", now - 5 * LEASE);
+      const decideAs = async (r: NewRequest, to: "approved" | "denied") =>
+        store.transition(r.id, to, { by: "bob", via: "api-key:bob", reason: "ok" }, now);
+      const restarted = await create({ holder: "gw_previous" }); // this node's previous run
+      await decideAs(restarted, "approved");
+      const deniedLate = await create({ holder: "gw_previous" });
+      await decideAs(deniedLate, "denied");
+      const gone = await create({ holder: "gw_stale", node: "host-c:/data" });
+      await decideAs(gone, "approved");
+      const alive = await create({ holder: "gw_other", node: "host-b:/data" });
+      await decideAs(alive, "approved");
+      const noted = await create({ holder: "gw_previous" });
+      await decideAs(noted, "approved");
+      assert.equal(await store.claimOutcome(noted.id, "being forwarded"), true);
+      assert.equal(await store.claimOutcome(noted.id, "again"), false, "an outcome is claimed once");
+      const mine = await create();
+      await decideAs(mine, "approved");
+      const pending = await create({ holder: "gw_previous" });
+
+      const closed = await store.closeUnrun(node, holder, now, LEASE);
+      const byId = new Map(closed.map((r) => [r.id, r]));
+      assert.deepEqual(new Set(byId.keys()), new Set([restarted.id, deniedLate.id, gone.id]));
+      assert.match(byId.get(restarted.id)?.outcome ?? "", /^not run: the gateway holding the call restarted/);
+      assert.equal(byId.get(restarted.id)?.state, "approved");
+      assert.equal(byId.get(deniedLate.id)?.state, "denied");
+      assert.match(byId.get(gone.id)?.outcome ?? "", /^not run: .*stopped responding/);
+      assert.equal((await store.get(noted.id))?.outcome, "being forwarded");
+      assert.equal((await store.get(alive.id))?.outcome, null);
+      assert.equal((await store.get(mine.id))?.outcome, null);
+      assert.equal((await store.get(pending.id))?.state, "pending");
+      // Once: a second sweep (another gateway) finds nothing, and the holder can no longer claim it.
+      other = await openApprovalStore(location, "/nonexistent");
+      assert.deepEqual(await other.closeUnrun(node, holder, now, LEASE), []);
+      assert.equal(await store.claimOutcome(restarted.id, "being forwarded"), false);
+    });
+
+    it("revocations: only the creator or who could decide the grant's request may revoke; unrecorded ones are claimed once", async () => {
+      const r = await create({
+        details: details({
+          requirement: {
+            type: "human-in-the-loop",
+            approvers: [{ users: [], groups: ["ops"] }],
+            allowSelfApproval: false,
+            timeoutMs: 60_000,
+          },
+        }),
+      });
+      const bob = { id: "bob", groups: ["ops"], via: "api-key:bob" };
+      const grantId = (await decide(store, r.id, "approve", bob, { forMs: 60_000, leaseMs: LEASE })).grantId as string;
+      await assert.rejects(
+        revoke(store, grantId, { id: "carol", groups: ["dev"], via: "os:carol" }, { recorded: false }),
+        (e: unknown) =>
+          e instanceof ApprovalError &&
+          e.status === 403 &&
+          /carol may not revoke grant grt_\w+: it was created by bob, and carol is not an approver for write_file on fs \(the policy names groups ops\)/.test(
+            e.message,
+          ),
+      );
+      await assert.rejects(
+        revoke(store, grantId, { id: "", groups: ["ops"], via: "api-key:ci" }, { recorded: false }),
+        (e: unknown) => e instanceof ApprovalError && e.status === 403,
+      );
+      assert.equal((await store.getGrant(grantId))?.revokedAt, null, "refusals change nothing");
+      assert.deepEqual(await store.claimRevocations(Date.now()), []);
+      // Another approver of the rule may (and so may the creator, and the grant's own user).
+      const g = await revoke(
+        store,
+        grantId,
+        { id: "dave", groups: ["ops"], via: "os:dave" },
+        { reason: "incident", recorded: false },
+      );
+      assert.deepEqual([g.revokedBy, g.revokedVia, g.revokeReason], ["dave", "os:dave", "incident"]);
+      other = await openApprovalStore(location, "/nonexistent");
+      const claimed = await store.claimRevocations(Date.now());
+      assert.deepEqual(
+        claimed.map((x) => [x.id, x.revokedBy, x.revokedVia]),
+        [[grantId, "dave", "os:dave"]],
+      );
+      assert.deepEqual(await other.claimRevocations(Date.now()), [], "once per store");
+      // A revocation its revoker records itself is not claimed again.
+      const r2 = await create();
+      const g2 = (await decide(store, r2.id, "approve", bob, { forMs: 60_000, leaseMs: LEASE })).grantId as string;
+      await revoke(store, g2, { id: "alice", groups: [], via: "jwt:idp" }, { recorded: true });
+      assert.deepEqual(await store.claimRevocations(Date.now()), []);
     });
 
     it("decide refuses self-approval, non-approvers, and decided requests, with reasons", async () => {
@@ -306,6 +405,41 @@ describe("approval store locations", () => {
     assert.deepEqual(parseStoreLocation("sqlite:x.db", "/data", "/base"), { kind: "sqlite", path: "/base/x.db" });
     assert.deepEqual(parseStoreLocation("/abs/y.db", "/data"), { kind: "sqlite", path: "/abs/y.db" });
     assert.throws(() => parseStoreLocation("mysql://h/db", "/data"), /neither a PostgreSQL URL/);
+  });
+
+  it("a SQLite store of the previous schema gets the revocation columns; its old revocations count as recorded", async () => {
+    const t = tempDir();
+    try {
+      const path = join(t.dir, "approvals.db");
+      const Database = (await import("better-sqlite3")).default;
+      const db = new Database(path);
+      db.exec(`CREATE TABLE approval_grants (
+        id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, server TEXT NOT NULL,
+        tool TEXT NOT NULL, agent TEXT NOT NULL, user_id TEXT, created_by TEXT NOT NULL, created_by_groups TEXT NOT NULL,
+        created_via TEXT NOT NULL, request_id TEXT, reason TEXT, revoked_at INTEGER, revoked_by TEXT,
+        revoke_reason TEXT, uses INTEGER NOT NULL DEFAULT 0)`);
+      const now = Date.now();
+      const insert = db.prepare(
+        "INSERT INTO approval_grants (id, created_at, expires_at, server, tool, agent, created_by, created_by_groups, created_via, revoked_at, revoked_by) VALUES (?, ?, ?, 'fs', 'write_file', 'a', 'bob', '[]', 'os:bob', ?, ?)",
+      );
+      insert.run("grt_oldrevoked", now, now + 60_000, now, "carol");
+      insert.run("grt_oldactive", now, now + 60_000, null, null);
+      db.close();
+      const store = await openApprovalStore(`sqlite:${path}`, "/nonexistent");
+      try {
+        assert.equal((await store.getGrant("grt_oldrevoked"))?.revokedVia, null);
+        assert.deepEqual(await store.claimRevocations(Date.now()), []);
+        await store.revokeGrant("grt_oldactive", { id: "bob", via: "os:bob" }, null, Date.now(), false);
+        assert.deepEqual(
+          (await store.claimRevocations(Date.now())).map((g) => g.id),
+          ["grt_oldactive"],
+        );
+      } finally {
+        await store.close();
+      }
+    } finally {
+      t.remove();
+    }
   });
 
   it("an unreachable PostgreSQL server is a clear error, without the password", async () => {
