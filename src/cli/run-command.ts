@@ -93,6 +93,34 @@ the records already written stay durable and verifiable.
 `;
 
 export async function runCommand(args: string[], io: CliIO, version: string): Promise<number> {
+  // Clients (and terminals, and service managers) stop a stdio server with a signal: the first
+  // one stops Warden as the end of its input does, so that the log gets its stop record and a
+  // final checkpoint; a second one, while it is stopping, exits at once. Listening from the
+  // start: a signal while the policy loads or the log opens stops Warden as soon as it runs.
+  const shutdown = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    const log = (m: string) => io.stderr(`warden: ${m}\n`);
+    if (!shutdown.signal.aborted) {
+      log(
+        `${signal}: stopping (requests in flight get ${SHUTDOWN_GRACE_MS / 1000} s, then a final checkpoint); send it again to exit at once`,
+      );
+      shutdown.abort(signal);
+      return;
+    }
+    log(
+      `${signal} again: exiting now, without the stop record and final checkpoint; the records already written are durable and verify, and the next start recovers the log`,
+    );
+    process.exit(128 + (osConstants.signals[signal] ?? 0));
+  };
+  for (const s of SHUTDOWN_SIGNALS) process.on(s, onSignal);
+  try {
+    return await governedRun(args, io, version, shutdown.signal);
+  } finally {
+    for (const s of SHUTDOWN_SIGNALS) process.off(s, onSignal);
+  }
+}
+
+async function governedRun(args: string[], io: CliIO, version: string, shutdown: AbortSignal): Promise<number> {
   const dash = args.indexOf("--");
   const own = dash < 0 ? args : args.slice(0, dash);
   const command = dash < 0 ? [] : args.slice(dash + 1);
@@ -256,24 +284,6 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
     }
   }
   const [cmd, ...cmdArgs] = command as [string, ...string[]];
-  // Clients (and terminals, and service managers) stop a stdio server with a signal: the first
-  // one stops Warden as the end of its input does, so that the log gets its stop record and a
-  // final checkpoint; a second one, while it is stopping, exits at once.
-  const shutdown = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (!shutdown.signal.aborted) {
-      log(
-        `${signal}: stopping (requests in flight get ${SHUTDOWN_GRACE_MS / 1000} s, then a final checkpoint); send it again to exit at once`,
-      );
-      shutdown.abort(signal);
-      return;
-    }
-    log(
-      `${signal} again: exiting now, without the stop record and final checkpoint; the records already written are durable and verify, and the next start recovers the log`,
-    );
-    process.exit(128 + (osConstants.signals[signal] ?? 0));
-  };
-  for (const s of SHUTDOWN_SIGNALS) process.on(s, onSignal);
   // Once the terminal or the client is gone, a note on stderr can fail (EPIPE, EIO): that must not
   // end the shutdown before the log is closed.
   const ignoreStderrErrors = () => {};
@@ -292,9 +302,8 @@ export async function runCommand(args: string[], io: CliIO, version: string): Pr
     version,
     // A bundle source always "watches": that is how what happened while opening reaches the audit log.
     watchPolicy: oci || !values["no-watch"],
-    shutdown: shutdown.signal,
+    shutdown,
   }).finally(() => {
-    for (const s of SHUTDOWN_SIGNALS) process.off(s, onSignal);
     process.stderr.off("error", ignoreStderrErrors);
   });
   return code;

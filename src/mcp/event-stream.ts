@@ -27,6 +27,11 @@ export class EventStream {
     return this.finished;
   }
 
+  /** Characters of the events kept for replay. */
+  get keptSize(): number {
+    return this.keptBytes;
+  }
+
   /** Sends a message as an event (buffered for resumption; written now if a client is attached); "" is a priming event. */
   push(message: unknown): void {
     const seq = this.nextSeq++;

@@ -92,6 +92,7 @@ class PostExchange {
 /** How long, and how many, answered POST streams a session keeps for a client to resume. */
 const RESUME_WINDOW_MS = 2 * 60_000;
 const KEEP_FINISHED_STREAMS = 16;
+const KEEP_FINISHED_CHARS = 8 * 1024 * 1024;
 
 class HttpSession {
   readonly id = randomUUID();
@@ -127,13 +128,19 @@ class HttpSession {
 
   pruneStreams(now = Date.now()): void {
     let finished = 0;
-    for (const s of this.streams.values()) if (s.done) finished++;
+    let kept = 0;
+    for (const s of this.streams.values()) {
+      if (!s.done) continue;
+      finished++;
+      kept += s.keptSize;
+    }
     // Oldest first (insertion order).
     for (const [id, s] of this.streams) {
       if (!s.done) continue;
-      if (finished > KEEP_FINISHED_STREAMS || now - s.finishedAt > RESUME_WINDOW_MS) {
+      if (finished > KEEP_FINISHED_STREAMS || kept > KEEP_FINISHED_CHARS || now - s.finishedAt > RESUME_WINDOW_MS) {
         this.streams.delete(id);
         finished--;
+        kept -= s.keptSize;
       }
     }
   }
@@ -164,6 +171,8 @@ const principalOf = (i: Identity) => `${i.via}\u0000${i.agent.name}\u0000${i.use
 export class HttpGateway {
   private readonly server: Server;
   private readonly sessions = new Map<string, HttpSession>();
+  /** Sessions whose upstream is gone, closed once their last exchange is answered (or at close()). */
+  private readonly ending = new Set<HttpSession>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly keepAlive: NodeJS.Timeout;
   private allowedHosts = new Set<string>();
@@ -224,8 +233,9 @@ export class HttpGateway {
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     clearInterval(this.keepAlive);
-    await Promise.all([...this.sessions.values()].map((s) => s.close()));
+    await Promise.all([...this.sessions.values(), ...this.ending].map((s) => s.close()));
     this.sessions.clear();
+    this.ending.clear();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -478,7 +488,7 @@ export class HttpGateway {
     );
     for (const id of routed) if (session.exchanges.get(id) === exchange) session.exchanges.delete(id);
     session.lastSeen = Date.now();
-    if (session.ending && session.exchanges.size === 0) void session.close();
+    if (session.ending && session.exchanges.size === 0) void this.closeEnding(session);
   }
 
   private async get(req: IncomingMessage, res: ServerResponse, identity: Identity): Promise<void> {
@@ -569,6 +579,11 @@ export class HttpGateway {
       log: this.o.log,
     });
     this.sessions.set(session.id, session);
+    // Its upstream was lost while it was being created: it ends as soon as this request is answered.
+    if (session.ending) {
+      this.sessions.delete(session.id);
+      this.ending.add(session);
+    }
     return session;
   }
 
@@ -594,6 +609,7 @@ export class HttpGateway {
     res.write(`event: endpoint\ndata: /messages?sessionId=${session.id}\n\n`);
     res.once("close", () => {
       this.sessions.delete(session.id);
+      this.ending.delete(session);
       void session.close();
     });
   }
@@ -638,11 +654,19 @@ export class HttpGateway {
    * initialize a new one; requests in flight are answered first.
    */
   private endLostSession(session: HttpSession, server: string, reason: string): void {
+    if (session.ending) return;
+    session.ending = true;
+    this.o.log(`session ${session.id} ends: upstream ${server} is gone (${reason}); the client must initialize again`);
+    // Lost while the session was being created: createSession takes it out again.
     if (this.sessions.get(session.id) !== session) return;
     this.sessions.delete(session.id);
-    this.o.log(`session ${session.id} ends: upstream ${server} is gone (${reason}); the client must initialize again`);
-    session.ending = true;
-    if (session.exchanges.size === 0) void session.close();
+    this.ending.add(session);
+    if (session.exchanges.size === 0) void this.closeEnding(session);
+  }
+
+  private async closeEnding(session: HttpSession): Promise<void> {
+    this.ending.delete(session);
+    await session.close();
   }
 
   /** Closes sessions idle for longer than the limit (a client that vanished without DELETE). */

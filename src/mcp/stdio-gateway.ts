@@ -136,7 +136,8 @@ export async function runStdioGateway(o: StdioGatewayOptions): Promise<number> {
   let upstreamExit: { reason: string; exit: unknown } | undefined;
   conn.onClose = (reason) => {
     if (stopping) return; // Warden stopped it
-    if (shutdownAsked !== undefined) {
+    // A signal may have come before the listener below was attached (Ctrl-C reaches the server too).
+    if (shutdownAsked !== undefined || o.shutdown?.aborted) {
       upstreamExit = { reason, exit: transport.exit };
       o.log(`the upstream server "${o.server}" stopped (${reason}) while Warden was stopping`);
       return;

@@ -43,6 +43,8 @@ class SupervisedConnection {
   private backoff = MIN_BACKOFF_MS;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Attempts in a row that failed: only the first is recorded, so a server that stays down fills no log. */
+  private failures = 0;
   restarts = 0;
 
   constructor(
@@ -67,12 +69,12 @@ class SupervisedConnection {
     let readyAt = 0;
     conn.onClose = (reason) => {
       this.handle.detach(reason);
-      if (this.stopped) return;
-      if (readyAt > 0 && Date.now() - readyAt > HEALTHY_AFTER_MS) this.backoff = MIN_BACKOFF_MS;
+      // Before it was ready, the failed start below reports and retries.
+      if (this.stopped || readyAt === 0) return;
+      if (Date.now() - readyAt > HEALTHY_AFTER_MS) this.backoff = MIN_BACKOFF_MS;
       // A server that forgot the session is up: a new session right away, unless the last one
       // expired as soon as it was made (then the backoff keeps Warden from hammering it).
-      const delay =
-        reason === SESSION_EXPIRED && readyAt > 0 && Date.now() - readyAt > QUICK_EXPIRY_MS ? 0 : this.backoff;
+      const delay = reason === SESSION_EXPIRED && Date.now() - readyAt > QUICK_EXPIRY_MS ? 0 : this.backoff;
       const again = transport instanceof ChildProcessTransport ? "restarting" : "reconnecting";
       this.o.log(`upstream ${this.name} stopped (${reason}); ${again} in ${delay} ms`);
       this.o.lifecycle("upstream-exited", `upstream ${this.name}: ${reason}`, {
@@ -94,17 +96,22 @@ class SupervisedConnection {
         serverInfo: init.serverInfo,
         protocolVersion: init.protocolVersion,
         restarts: this.restarts,
+        ...(this.failures > 0 ? { failedAttempts: this.failures } : {}),
       });
+      this.failures = 0;
       if (this.restarts > 0) this.restarted();
     } catch (err) {
       const reason = `could not start: ${(err as Error).message}`;
       this.handle.detach(reason);
       if (this.stopped) return;
       this.o.log(`upstream ${this.name} ${reason}; retrying in ${this.backoff} ms`);
-      this.o.lifecycle("upstream-failed", `upstream ${this.name} ${reason}`, {
-        ...this.scope,
-        retryInMs: this.backoff,
-      });
+      if (this.failures++ === 0) {
+        this.o.lifecycle("upstream-failed", `upstream ${this.name} ${reason}`, {
+          ...this.scope,
+          retryInMs: this.backoff,
+          note: "later failures in a row go to stderr only; upstream-started counts them (failedAttempts)",
+        });
+      }
       await transport.close().catch(() => {});
       this.schedule(this.backoff);
     }

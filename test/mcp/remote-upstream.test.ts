@@ -88,8 +88,8 @@ class ForgetfulServer {
     return server;
   }
 
-  async start(): Promise<void> {
-    await new Promise<void>((resolve) => this.http.listen(0, "127.0.0.1", resolve));
+  async start(port = 0): Promise<void> {
+    await new Promise<void>((resolve) => this.http.listen(port, "127.0.0.1", resolve));
     this.url = `http://127.0.0.1:${(this.http.address() as AddressInfo).port}/mcp`;
   }
 
@@ -261,5 +261,75 @@ upstreams:
       .map((x) => x.detail?.event);
     assert.deepEqual(events, ["upstream-started", "upstream-started", "upstream-exited", "upstream-started"]);
     await checkAuditLog(dataDir, versions);
+  });
+});
+
+describe("warden serve with a remote upstream that is down", () => {
+  let root: string;
+  let dataDir: string;
+  let gw: RunningGateway;
+  let server: ForgetfulServer | undefined;
+  let port: number;
+  const clients: Client[] = [];
+
+  before(async () => {
+    root = tempDir("remote-down");
+    dataDir = join(root, "data");
+    // A port nobody listens on (yet): taken from the kernel, then let go.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+    port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    writeFileSync(join(root, "policy.yaml"), POLICY);
+    writeFileSync(
+      join(root, "warden.yaml"),
+      `listen: {host: 127.0.0.1, port: 0}
+policy: ./policy.yaml
+dataDir: ./data
+auth:
+  anonymous:
+    agent: {name: remote-agent}
+upstreams:
+  later: {url: "http://127.0.0.1:${port}/mcp"}
+`,
+    );
+    gw = await startGateway(loadServeConfig(join(root, "warden.yaml")), { version: packageVersion(), log: () => {} });
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close().catch(() => {})));
+    await gw?.stop();
+    await server?.stop();
+    await verifyAudit(dataDir, { process: true });
+    removeDir(root);
+  });
+
+  it("an aggregate session records the first failed attempt only, and the count when the server comes up", async () => {
+    const c = new Client({ name: "e2e-remote-down", version: "1.0.0" });
+    clients.push(c);
+    await c.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`)));
+    const session = (c.transport as StreamableHTTPClientTransport).sessionId as string;
+    const ofSession = async () =>
+      (await auditRecords(dataDir)).filter((x) => x.type === "lifecycle" && x.detail?.session === session);
+    // Attempts at 0, 0.5, 1.5 and 3.5 s: several failures in a row.
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.deepEqual(
+      (await ofSession()).map((x) => x.detail?.event),
+      ["upstream-failed"],
+      "a server that stays down does not fill the log",
+    );
+    server = new ForgetfulServer();
+    await server.start(port);
+    const started = await waitFor(
+      "the upstream session once the server is up",
+      async () => (await ofSession()).find((x) => x.detail?.event === "upstream-started"),
+      15_000,
+    );
+    assert.ok((started.detail?.failedAttempts as number) >= 2, JSON.stringify(started.detail));
+    const r = await waitFor("a call through the new connection", async () => {
+      const answer = await c.callTool({ name: "later__echo", arguments: { message: "up" } }).catch(() => undefined);
+      return answer && !answer.isError ? answer : undefined;
+    });
+    assert.equal(textOf(r), "Echo: up");
   });
 });
