@@ -11,13 +11,15 @@ import {
   GRANT_COLUMNS,
   GRANT_COLUMNS_ADDED,
   grantFromRow,
+  holderGone,
   MARK_OLD_REVOCATIONS_RECORDED,
   ORPHAN_REASONS,
-  OUTCOMES,
   OUTCOMES_SINCE_KEY,
+  orphanReason,
   REQUEST_COLUMNS,
   requestFromRow,
   schemaStatements,
+  unrunOutcome,
 } from "./sql.js";
 import type {
   ApprovalStore,
@@ -236,7 +238,7 @@ export class PostgresApprovalStore implements ApprovalStore {
         const why =
           current.expiresAt <= now
             ? ORPHAN_REASONS.expiredBeforeDecision
-            : !holder || Number(holder.heartbeat_at) < now - options.holderLeaseMs
+            : holderGone(holder?.heartbeat_at, now, options.holderLeaseMs)
               ? ORPHAN_REASONS.gone
               : null;
         if (why) {
@@ -322,12 +324,7 @@ export class PostgresApprovalStore implements ApprovalStore {
       const rows = (await c.query(`${query} FOR UPDATE OF r SKIP LOCKED`, [self, OUTCOMES_SINCE_KEY])).rows as Row[];
       const out: ApprovalRequest[] = [];
       for (const r of rows) {
-        const outcome =
-          r.node === node
-            ? OUTCOMES.restarted
-            : r.heartbeat_at === null || Number(r.heartbeat_at) < now - leaseMs
-              ? OUTCOMES.gone
-              : null;
+        const outcome = unrunOutcome(r, node, now, leaseMs);
         if (!outcome) continue;
         const updated = (
           await c.query(
@@ -351,14 +348,7 @@ export class PostgresApprovalStore implements ApprovalStore {
       ).rows as Row[];
       const out: ApprovalRequest[] = [];
       for (const r of rows) {
-        const why =
-          r.node === node && r.holder !== self
-            ? ORPHAN_REASONS.restarted
-            : r.holder !== self && (r.heartbeat_at === null || Number(r.heartbeat_at) < now - leaseMs)
-              ? ORPHAN_REASONS.gone
-              : Number(r.expires_at) < now - leaseMs
-                ? ORPHAN_REASONS.late
-                : null;
+        const why = orphanReason(r, node, self, now, leaseMs);
         if (!why) continue;
         out.push(await this.setFinal(c, String(r.id), "expired", { by: null, via: "warden", reason: why }, now));
       }

@@ -137,6 +137,19 @@ export const ORPHAN_REASONS = {
   expiredBeforeDecision: "the request had already expired; the call will never run",
 } as const;
 
+/** Whether a holder whose last heartbeat was at `heartbeatAt` (none: null or undefined) has stopped responding. */
+export function holderGone(heartbeatAt: unknown, now: number, leaseMs: number): boolean {
+  return heartbeatAt === null || heartbeatAt === undefined || Number(heartbeatAt) < now - leaseMs;
+}
+
+/** Why an abandoned pending request expires (a row with holder, node, expires_at, heartbeat_at), or null if it is not abandoned. */
+export function orphanReason(r: Row, node: string, self: string, now: number, leaseMs: number): string | null {
+  if (r.node === node && r.holder !== self) return ORPHAN_REASONS.restarted;
+  if (r.holder !== self && holderGone(r.heartbeat_at, now, leaseMs)) return ORPHAN_REASONS.gone;
+  if (Number(r.expires_at) < now - leaseMs) return ORPHAN_REASONS.late;
+  return null;
+}
+
 /**
  * `outcome` of a request, as its holder notes it when it sees the request end
  * (before forwarding an approved call), or as another gateway closes it when
@@ -149,3 +162,9 @@ export const OUTCOMES = {
   restarted: "not run: the gateway holding the call restarted before it saw the decision",
   gone: "not run: the gateway holding the call stopped responding before it saw the decision",
 } as const;
+
+/** The outcome of a decided request whose holder never saw the decision (row: node, heartbeat_at), or null while the holder may still. */
+export function unrunOutcome(r: Row, node: string, now: number, leaseMs: number): string | null {
+  if (r.node === node) return OUTCOMES.restarted;
+  return holderGone(r.heartbeat_at, now, leaseMs) ? OUTCOMES.gone : null;
+}

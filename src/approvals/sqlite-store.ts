@@ -9,13 +9,15 @@ import {
   GRANT_COLUMNS,
   GRANT_COLUMNS_ADDED,
   grantFromRow,
+  holderGone,
   MARK_OLD_REVOCATIONS_RECORDED,
   ORPHAN_REASONS,
-  OUTCOMES,
   OUTCOMES_SINCE_KEY,
+  orphanReason,
   REQUEST_COLUMNS,
   requestFromRow,
   schemaStatements,
+  unrunOutcome,
 } from "./sql.js";
 import type {
   ApprovalStore,
@@ -201,7 +203,7 @@ export class SqliteApprovalStore implements ApprovalStore {
           const why =
             current.expiresAt <= now
               ? ORPHAN_REASONS.expiredBeforeDecision
-              : !holder || Number(holder.heartbeat_at) < now - options.holderLeaseMs
+              : holderGone(holder?.heartbeat_at, now, options.holderLeaseMs)
                 ? ORPHAN_REASONS.gone
                 : null;
           if (why) {
@@ -282,12 +284,7 @@ export class SqliteApprovalStore implements ApprovalStore {
       return this.tx(() => {
         const closed: string[] = [];
         for (const r of candidates()) {
-          const outcome =
-            r.node === node
-              ? OUTCOMES.restarted
-              : r.heartbeat_at === null || Number(r.heartbeat_at) < now - leaseMs
-                ? OUTCOMES.gone
-                : null;
+          const outcome = unrunOutcome(r, node, now, leaseMs);
           if (!outcome) continue;
           this.db
             .prepare("UPDATE approval_requests SET outcome = ? WHERE id = ? AND outcome IS NULL")
@@ -310,14 +307,7 @@ export class SqliteApprovalStore implements ApprovalStore {
           .all() as Row[];
         const expired: string[] = [];
         for (const r of rows) {
-          const why =
-            r.node === node && r.holder !== self
-              ? ORPHAN_REASONS.restarted
-              : r.holder !== self && (r.heartbeat_at === null || Number(r.heartbeat_at) < now - leaseMs)
-                ? ORPHAN_REASONS.gone
-                : Number(r.expires_at) < now - leaseMs
-                  ? ORPHAN_REASONS.late
-                  : null;
+          const why = orphanReason(r, node, self, now, leaseMs);
           if (!why) continue;
           this.setFinal(String(r.id), "expired", { by: null, via: "warden", reason: why }, now);
           expired.push(String(r.id));
