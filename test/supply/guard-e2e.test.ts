@@ -96,30 +96,14 @@ describe("warden run and warden serve on a signed bundle", { skip }, () => {
   });
   after(() => reg?.stop());
 
-  it("warden run: decisions carry the bundle; a new bundle is hot-swapped, a bad one refused, both recorded", async () => {
-    const reference = `oci://${reg.host}/e2e/run:prod`;
-    const v1 = await publish(reference, echoPolicy("allow", "v1"), { created: "2026-04-01T00:00:00Z", sign: signer });
-    const dataDir = join(root, "run-data");
+  /** `warden run` on a signed bundle reference (polled every second) in front of server-everything, with an SDK client. */
+  async function runOnBundle(reference: string, dataDir: string): Promise<{ client: Client; stderr: string[] }> {
     const stderr: string[] = [];
     const transport = new StdioClientTransport({
       command: process.execPath,
       args: [
-        CLI,
-        "run",
-        "--policy",
-        reference,
-        "--agent",
-        "dev",
-        "--server",
-        "everything",
-        "--poll-interval",
-        "1s",
-        "--data-dir",
-        dataDir,
-        "--",
-        process.execPath,
-        EVERYTHING,
-        "stdio",
+        ...[CLI, "run", "--policy", reference, "--agent", "dev", "--server", "everything"],
+        ...["--poll-interval", "1s", "--data-dir", dataDir, "--", process.execPath, EVERYTHING, "stdio"],
       ],
       env: childEnv({ WARDEN_TRUST_KEYS: signer.publicPath }),
       stderr: "pipe",
@@ -127,6 +111,14 @@ describe("warden run and warden serve on a signed bundle", { skip }, () => {
     transport.stderr?.on("data", (d: Buffer) => stderr.push(d.toString()));
     const client = new Client({ name: "warden-e2e", version: "1.0.0" });
     await client.connect(transport);
+    return { client, stderr };
+  }
+
+  it("warden run: decisions carry the bundle; a new bundle is hot-swapped, a bad one refused, both recorded", async () => {
+    const reference = `oci://${reg.host}/e2e/run:prod`;
+    const v1 = await publish(reference, echoPolicy("allow", "v1"), { created: "2026-04-01T00:00:00Z", sign: signer });
+    const dataDir = join(root, "run-data");
+    const { client, stderr } = await runOnBundle(reference, dataDir);
     try {
       await client.listTools(); // as clients do; the gateway learns the upstream's tools from the listing
       const allowed = await client.callTool({ name: "echo", arguments: { message: "hello" } });
@@ -186,33 +178,7 @@ spec:
 `;
     const v1 = await publish(reference, held, { created: "2026-04-01T00:00:00Z", sign: signer });
     const dataDir = join(root, "held-data");
-    const stderr: string[] = [];
-    const transport = new StdioClientTransport({
-      command: process.execPath,
-      args: [
-        CLI,
-        "run",
-        "--policy",
-        reference,
-        "--agent",
-        "dev",
-        "--server",
-        "everything",
-        "--poll-interval",
-        "1s",
-        "--data-dir",
-        dataDir,
-        "--",
-        process.execPath,
-        EVERYTHING,
-        "stdio",
-      ],
-      env: childEnv({ WARDEN_TRUST_KEYS: signer.publicPath }),
-      stderr: "pipe",
-    });
-    transport.stderr?.on("data", (d: Buffer) => stderr.push(d.toString()));
-    const client = new Client({ name: "warden-e2e", version: "1.0.0" });
-    await client.connect(transport);
+    const { client, stderr } = await runOnBundle(reference, dataDir);
     try {
       await client.listTools();
       const call = client.callTool({ name: "echo", arguments: { message: "held" } }, undefined, { timeout: 60_000 });
