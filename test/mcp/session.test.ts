@@ -27,45 +27,49 @@ after(async () => {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
+/** A session on one upstream (a scripted server) that allows everything, initialized by a client that declares sampling. */
+async function initializedSession(id: string) {
+  const server = new ScriptedServer();
+  const handle = new UpstreamHandle("srv", "passthrough");
+  handle.attach(new UpstreamConnection("srv", server));
+  const set = policySet(
+    "kind: ToolPolicy\nmetadata: {name: p}\nspec: {agent: a, mcpServer: srv, defaultAction: allow}\n",
+  );
+  const governor = new Governor({ policy: fixedPolicy(set), audit, limiter: new RateLimiter() });
+  const toClient: JsonRpcMessage[] = [];
+  const session = new GovernedSession({
+    id,
+    identity: { agent: { name: "a" }, via: "test" },
+    governor,
+    upstreams: [handle],
+    aggregate: false,
+    send: (message) => toClient.push(message),
+    serverInfo: { name: "warden", version: "test" },
+    log: () => {},
+  });
+  const init = session.handle({
+    jsonrpc: "2.0",
+    id: 1,
+    method: "initialize",
+    params: { capabilities: { sampling: {} } },
+  });
+  await tick();
+  server.emit({
+    jsonrpc: "2.0",
+    id: 1,
+    result: { protocolVersion: "2025-11-25", capabilities: {}, serverInfo: { name: "x" } },
+  });
+  await init;
+  return { server, session, toClient };
+}
+
 describe("a session relaying what the server asks of the client", () => {
   it("maps a server's cancellation of its own request to the id the client knows", async () => {
-    const server = new ScriptedServer();
-    const conn = new UpstreamConnection("srv", server);
-    const handle = new UpstreamHandle("srv", "passthrough");
-    handle.attach(conn);
-    const set = policySet(
-      "kind: ToolPolicy\nmetadata: {name: p}\nspec: {agent: a, mcpServer: srv, defaultAction: allow}\n",
-    );
-    const governor = new Governor({ policy: fixedPolicy(set), audit, limiter: new RateLimiter() });
-    const toClient: { message: JsonRpcMessage }[] = [];
-    const session = new GovernedSession({
-      id: "s1",
-      identity: { agent: { name: "a" }, via: "test" },
-      governor,
-      upstreams: [handle],
-      aggregate: false,
-      send: (message) => toClient.push({ message }),
-      serverInfo: { name: "warden", version: "test" },
-      log: () => {},
-    });
-    // The client declares sampling.
-    const init = session.handle({
-      jsonrpc: "2.0",
-      id: 1,
-      method: "initialize",
-      params: { capabilities: { sampling: {} } },
-    });
-    await tick();
-    server.emit({
-      jsonrpc: "2.0",
-      id: 1,
-      result: { protocolVersion: "2025-11-25", capabilities: {}, serverInfo: { name: "x" } },
-    });
-    await init;
+    const { server, session, toClient } = await initializedSession("s1");
     // The server asks the client for a sample, then withdraws the request.
     server.emit({ jsonrpc: "2.0", id: 77, method: "sampling/createMessage", params: { messages: [], maxTokens: 5 } });
     await tick();
-    const asked = toClient.at(-1)?.message as { id: string; method: string };
+    const asked = toClient.at(-1) as { id: string; method: string };
     assert.equal(asked.method, "sampling/createMessage");
     assert.notEqual(asked.id, 77, "the client sees Warden's id, not the server's");
     server.emit({
@@ -74,7 +78,7 @@ describe("a session relaying what the server asks of the client", () => {
       params: { requestId: 77, reason: "no longer needed" },
     });
     await tick();
-    assert.deepEqual(toClient.at(-1)?.message, {
+    assert.deepEqual(toClient.at(-1), {
       jsonrpc: "2.0",
       method: "notifications/cancelled",
       params: { requestId: asked.id, reason: "no longer needed" },
@@ -93,38 +97,7 @@ describe("a session relaying what the server asks of the client", () => {
   });
 
   it("once the client's input ended, the server's requests to it are refused, those already waiting and later ones", async () => {
-    const server = new ScriptedServer();
-    const conn = new UpstreamConnection("srv", server);
-    const handle = new UpstreamHandle("srv", "passthrough");
-    handle.attach(conn);
-    const set = policySet(
-      "kind: ToolPolicy\nmetadata: {name: p}\nspec: {agent: a, mcpServer: srv, defaultAction: allow}\n",
-    );
-    const governor = new Governor({ policy: fixedPolicy(set), audit, limiter: new RateLimiter() });
-    const toClient: JsonRpcMessage[] = [];
-    const session = new GovernedSession({
-      id: "s2",
-      identity: { agent: { name: "a" }, via: "test" },
-      governor,
-      upstreams: [handle],
-      aggregate: false,
-      send: (message) => toClient.push(message),
-      serverInfo: { name: "warden", version: "test" },
-      log: () => {},
-    });
-    const init = session.handle({
-      jsonrpc: "2.0",
-      id: 1,
-      method: "initialize",
-      params: { capabilities: { sampling: {} } },
-    });
-    await tick();
-    server.emit({
-      jsonrpc: "2.0",
-      id: 1,
-      result: { protocolVersion: "2025-11-25", capabilities: {}, serverInfo: { name: "x" } },
-    });
-    await init;
+    const { server, session, toClient } = await initializedSession("s2");
     // Asked before the end of input: relayed, then answered by Warden when the input ends.
     server.emit({ jsonrpc: "2.0", id: 77, method: "sampling/createMessage", params: { messages: [], maxTokens: 5 } });
     await tick();
