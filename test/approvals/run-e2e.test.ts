@@ -64,31 +64,21 @@ describe("approvals through warden run (stdio) with server-filesystem", () => {
     t.remove();
   });
 
+  /** `warden run` as dev-agent and USER over server-filesystem on the workspace, with the test's policy and data dir. */
+  function runArgs(user: string, extra: string[] = []): string[] {
+    return [
+      ...[CLI, "run", "--policy", policy, "--agent", "dev-agent", "--server", "fs", "--user", user],
+      ...["--data-dir", data, ...extra, "--", process.execPath, FILESYSTEM_SERVER, workspace],
+    ];
+  }
+
   async function connect(
     user = "alice",
     extra: string[] = [],
   ): Promise<{ client: Client; transport: StdioClientTransport }> {
     const transport = new StdioClientTransport({
       command: process.execPath,
-      args: [
-        CLI,
-        "run",
-        "--policy",
-        policy,
-        "--agent",
-        "dev-agent",
-        "--server",
-        "fs",
-        "--user",
-        user,
-        "--data-dir",
-        data,
-        ...extra,
-        "--",
-        process.execPath,
-        FILESYSTEM_SERVER,
-        workspace,
-      ],
+      args: runArgs(user, extra),
       env: childEnv() as Record<string, string>,
       stderr: "pipe",
     });
@@ -409,28 +399,7 @@ describe("approvals through warden run (stdio) with server-filesystem", () => {
   it("the client closing stdin while a call is held: the call ends at once (expired, a tool error) and Warden exits", {
     timeout: 60_000,
   }, async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        CLI,
-        "run",
-        "--policy",
-        policy,
-        "--agent",
-        "dev-agent",
-        "--server",
-        "fs",
-        "--user",
-        "alice",
-        "--data-dir",
-        data,
-        "--",
-        process.execPath,
-        FILESYSTEM_SERVER,
-        workspace,
-      ],
-      { env: childEnv(), stdio: ["pipe", "pipe", "pipe"] },
-    );
+    const child = spawn(process.execPath, runArgs("alice"), { env: childEnv(), stdio: ["pipe", "pipe", "pipe"] });
     try {
       let stdout = "";
       child.stdout.setEncoding("utf8").on("data", (d: string) => {
