@@ -287,3 +287,23 @@ export async function startEverythingHttp(): Promise<EverythingHttp> {
     },
   };
 }
+
+/**
+ * Starts a 20-second trigger-long-running-operation and resolves once its first progress
+ * notification arrived (the server is busy with it), with the call's pending result.
+ */
+export async function longCallUnderWay(client: Client): Promise<{ call: Promise<unknown> }> {
+  let progressed = false;
+  const call = client.callTool(
+    { name: "trigger-long-running-operation", arguments: { duration: 20, steps: 100 } },
+    undefined,
+    {
+      onprogress: () => {
+        progressed = true;
+      },
+    },
+  );
+  call.catch(() => {}); // the caller asserts how it ends
+  await waitFor("progress from the long-running call", () => (progressed ? true : undefined));
+  return { call };
+}

@@ -26,6 +26,7 @@ import {
   type EverythingSession,
   everythingChecks,
   everythingClient,
+  longCallUnderWay,
 } from "../helpers/everything.js";
 import {
   type AuditRecord,
@@ -591,17 +592,7 @@ describe("warden serve (in-process gateway, three shared upstreams)", () => {
     );
     const pid = startedBefore.at(-1)?.detail?.pid as number;
     assert.ok(Number.isInteger(pid), "the upstream's pid is in its lifecycle record");
-    let progressed = false;
-    const call = c.callTool(
-      { name: "trigger-long-running-operation", arguments: { duration: 20, steps: 100 } },
-      undefined,
-      {
-        onprogress: () => {
-          progressed = true;
-        },
-      },
-    );
-    await waitFor("progress", () => (progressed ? true : undefined));
+    const { call } = await longCallUnderWay(c);
     process.kill(pid, "SIGKILL");
     await assert.rejects(call, /upstream everything is unavailable: the server process was killed by SIGKILL/);
     const restarted = await waitFor("the restart", async () =>

@@ -18,6 +18,7 @@ import {
   type EverythingSession,
   everythingChecks,
   everythingClient,
+  longCallUnderWay,
 } from "../helpers/everything.js";
 import {
   type AuditRecord,
@@ -507,17 +508,7 @@ spec:
     const childPid = start.detail?.pid as number;
     assert.ok(Number.isInteger(childPid) && childPid !== w.transport.pid, `child pid ${childPid}`);
     assert.ok((await toolNames(client)).includes("trigger-long-running-operation"));
-    let progressed = false;
-    const call = client.callTool(
-      { name: "trigger-long-running-operation", arguments: { duration: 20, steps: 100 } },
-      undefined,
-      {
-        onprogress: () => {
-          progressed = true;
-        },
-      },
-    );
-    await waitFor("progress from the running call", () => (progressed ? true : undefined));
+    const { call } = await longCallUnderWay(client);
     process.kill(childPid, "SIGKILL");
     await assert.rejects(call, /upstream everything is unavailable: the server process was killed by SIGKILL/);
     await waitFor("the message on stderr", () =>
